@@ -1,0 +1,1 @@
+"""Serving half of the NCF recommender: load a model directory and answer SageMaker invocations."""

@@ -1,0 +1,97 @@
+"""The model-directory contract between training and serving round-trips and rejects bad parts."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from training.artifacts import (
+    SEEN_FILE,
+    WEIGHTS_FILE,
+    ArtifactError,
+    ModelArtifacts,
+    ModelMetadata,
+    load_model_dir,
+    publish_model_dir,
+    save_model_dir,
+)
+
+
+def small_neumf() -> ModelArtifacts:
+    rng = np.random.default_rng(0)
+    users, items = 3, 5
+    weights = {
+        "gmf_user_embedding": rng.normal(size=(users, 4)),
+        "gmf_item_embedding": rng.normal(size=(items, 4)),
+        "mlp_user_embedding": rng.normal(size=(users, 2)),
+        "mlp_item_embedding": rng.normal(size=(items, 2)),
+        "mlp_kernel_0": rng.normal(size=(4, 3)),
+        "mlp_bias_0": np.zeros(3),
+        "output_kernel": rng.normal(size=(7, 1)),
+        "output_bias": np.zeros(1),
+    }
+    return ModelArtifacts(
+        metadata=ModelMetadata(
+            model_type="neumf", feedback="implicit", output_activation="sigmoid", num_mlp_layers=1
+        ),
+        weights=weights,
+        user_ids=np.array(["a", "b", "c"]),
+        item_ids=np.array(["10", "11", "12", "13", "14"]),
+        item_popularity=np.array([5, 4, 3, 2, 1]),
+        seen_indptr=np.array([0, 2, 2, 3]),
+        seen_indices=np.array([0, 3, 4], dtype=np.int32),
+    )
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    original = small_neumf()
+    save_model_dir(tmp_path, original)
+    loaded = load_model_dir(tmp_path)
+    assert loaded.metadata == original.metadata
+    assert list(loaded.user_ids) == ["a", "b", "c"]
+    assert list(loaded.item_ids) == ["10", "11", "12", "13", "14"]
+    np.testing.assert_array_equal(loaded.seen_items(0), [0, 3])
+    np.testing.assert_array_equal(loaded.seen_items(1), [])
+    for name, array in original.weights.items():
+        np.testing.assert_allclose(loaded.weights[name], array)
+
+
+def test_missing_weight_is_named(tmp_path: Path) -> None:
+    artifacts = small_neumf()
+    weights = dict(artifacts.weights)
+    del weights["mlp_kernel_0"]
+    with pytest.raises(ArtifactError, match="mlp_kernel_0"):
+        save_model_dir(tmp_path, replace(artifacts, weights=weights))
+
+
+def test_embedding_rows_must_match_vocabulary(tmp_path: Path) -> None:
+    artifacts = small_neumf()
+    with pytest.raises(ArtifactError, match="gmf_user_embedding has 3 rows"):
+        fewer_users = replace(
+            artifacts, user_ids=np.array(["a", "b"]), seen_indptr=np.array([0, 1, 2])
+        )
+        fewer_users.validate()
+
+
+@pytest.mark.parametrize("victim", [WEIGHTS_FILE, SEEN_FILE])
+def test_missing_or_corrupt_file_is_named(tmp_path: Path, victim: str) -> None:
+    save_model_dir(tmp_path, small_neumf())
+    (tmp_path / victim).unlink()
+    with pytest.raises(ArtifactError, match=victim):
+        load_model_dir(tmp_path)
+    (tmp_path / victim).write_bytes(b"not a zip")
+    with pytest.raises(ArtifactError, match="unreadable"):
+        load_model_dir(tmp_path)
+
+
+def test_publish_replaces_contents(tmp_path: Path) -> None:
+    scratch, model_dir = tmp_path / "scratch", tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "stale.txt").write_text("old")
+    save_model_dir(scratch, small_neumf())
+    publish_model_dir(scratch, model_dir)
+    assert not (model_dir / "stale.txt").exists()
+    assert load_model_dir(model_dir).num_items == 5

@@ -1,0 +1,1 @@
+"""Training half of the NCF recommender: read, train GMF/MLP/NeuMF, evaluate, export."""

@@ -1,0 +1,282 @@
+"""The model directory: what training writes to ``/opt/ml/model`` and serving loads.
+
+This module is the single contract between the two halves of the product. It
+imports no TensorFlow, so the serving workers stay light.
+
+Layout of a model directory::
+
+    model/
+      metadata.json     format version, model type, config, data statistics,
+                        metrics and library versions (see ``ModelMetadata``)
+      weights.npz       the learned arrays, named as in ``WEIGHT_NAMES`` below,
+                        so serving scores with NumPy without loading TensorFlow
+      users.parquet     one row per user index: ``user_id`` (string)
+      items.parquet     one row per item index: ``item_id`` (string),
+                        ``popularity`` (int64, training interactions)
+      seen.npz          CSR of each user's seen item indices: ``indptr``
+                        (int64, num_users + 1) and ``indices`` (int32)
+      saved_model/      a TensorFlow SavedModel (TF Serving can load it) whose
+                        ``serving_default`` signature takes ``user_index`` and
+                        ``item_index`` (int64, ``[batch]``) and returns
+                        ``score`` (float32, ``[batch]``)
+
+The arithmetic the weights encode (``u`` a user index, ``i`` an item index)::
+
+    gmf    = gmf_user_embedding[u] * gmf_item_embedding[i]                 [d_gmf]
+    x_0    = concat(mlp_user_embedding[u], mlp_item_embedding[i])          [2 * d_mlp]
+    x_l+1  = relu(x_l @ mlp_kernel_l + mlp_bias_l)   for l = 0 .. L-1      [layers[l]]
+    h      = gmf (GMF) | x_L (MLP) | concat(gmf, x_L) (NeuMF)
+    logit  = h @ output_kernel[:, 0] + output_bias[0]
+    score  = sigmoid(logit) if output_activation == "sigmoid" else logit
+
+Write with ``save_model_dir`` into a scratch directory and move it into place
+with ``publish_model_dir``, so a failed job never leaves a half-written model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+FORMAT_VERSION = 1
+
+METADATA_FILE = "metadata.json"
+WEIGHTS_FILE = "weights.npz"
+USERS_FILE = "users.parquet"
+ITEMS_FILE = "items.parquet"
+SEEN_FILE = "seen.npz"
+SAVED_MODEL_DIR = "saved_model"
+
+MODEL_TYPES = ("gmf", "mlp", "neumf")
+OUTPUT_ACTIVATIONS = ("sigmoid", "linear")
+
+#: Weight arrays every model type must provide (MLP kernels are numbered).
+GMF_WEIGHTS = ("gmf_user_embedding", "gmf_item_embedding")
+MLP_WEIGHTS = ("mlp_user_embedding", "mlp_item_embedding")
+OUTPUT_WEIGHTS = ("output_kernel", "output_bias")
+
+
+class ArtifactError(Exception):
+    """A model directory is missing, incomplete or inconsistent."""
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """What ``metadata.json`` holds.
+
+    Attributes:
+        model_type: One of ``MODEL_TYPES``.
+        feedback: ``"implicit"`` (scores are probabilities) or ``"explicit"``
+            (scores are predicted ratings).
+        output_activation: One of ``OUTPUT_ACTIVATIONS``.
+        num_mlp_layers: How many ``mlp_kernel_<l>`` / ``mlp_bias_<l>`` pairs
+            ``weights.npz`` holds (0 for GMF).
+        config: The training configuration, as plain JSON values.
+        data: Data statistics (users, items, interactions, ...).
+        metrics: Final metrics (validation and test).
+        versions: Library versions that produced the model.
+        format_version: The layout version of the model directory.
+    """
+
+    model_type: str
+    feedback: str
+    output_activation: str
+    num_mlp_layers: int
+    config: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+
+@dataclass(frozen=True)
+class ModelArtifacts:
+    """Everything serving needs, in memory.
+
+    Attributes:
+        metadata: The parsed ``metadata.json``.
+        weights: Arrays named as in the module docstring.
+        user_ids: ``[num_users]`` raw user ids (strings); position = index.
+        item_ids: ``[num_items]`` raw item ids (strings); position = index.
+        item_popularity: ``[num_items]`` int64 training interaction counts.
+        seen_indptr: ``[num_users + 1]`` int64 CSR row pointers.
+        seen_indices: ``[nnz]`` int32 item indices seen by each user.
+    """
+
+    metadata: ModelMetadata
+    weights: Mapping[str, np.ndarray]
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    item_popularity: np.ndarray
+    seen_indptr: np.ndarray
+    seen_indices: np.ndarray
+
+    @property
+    def num_users(self) -> int:
+        """Number of users the model knows."""
+        return len(self.user_ids)
+
+    @property
+    def num_items(self) -> int:
+        """Number of items the model knows."""
+        return len(self.item_ids)
+
+    def seen_items(self, user_index: int) -> np.ndarray:
+        """Item indices ``user_index`` interacted with in training, ``[n]`` int32."""
+        start, stop = self.seen_indptr[user_index], self.seen_indptr[user_index + 1]
+        return self.seen_indices[start:stop]
+
+    def validate(self) -> None:
+        """Check shapes and names agree.
+
+        Raises:
+            ArtifactError: What is inconsistent, with the shapes received.
+        """
+        meta = self.metadata
+        if meta.format_version != FORMAT_VERSION:
+            raise ArtifactError(
+                f"model format_version {meta.format_version} is not supported "
+                f"(this code reads version {FORMAT_VERSION})"
+            )
+        if meta.model_type not in MODEL_TYPES:
+            raise ArtifactError(f"unknown model_type {meta.model_type!r}; expected {MODEL_TYPES}")
+        if meta.output_activation not in OUTPUT_ACTIVATIONS:
+            raise ArtifactError(
+                f"unknown output_activation {meta.output_activation!r}; "
+                f"expected {OUTPUT_ACTIVATIONS}"
+            )
+        missing = [name for name in required_weight_names(meta) if name not in self.weights]
+        if missing:
+            raise ArtifactError(f"{WEIGHTS_FILE} lacks {missing} for a {meta.model_type} model")
+        for prefix in ("gmf", "mlp"):
+            user_key, item_key = f"{prefix}_user_embedding", f"{prefix}_item_embedding"
+            if user_key in self.weights and self.weights[user_key].shape[0] != self.num_users:
+                raise ArtifactError(
+                    f"{user_key} has {self.weights[user_key].shape[0]} rows "
+                    f"but {USERS_FILE} has {self.num_users} users"
+                )
+            if item_key in self.weights and self.weights[item_key].shape[0] != self.num_items:
+                raise ArtifactError(
+                    f"{item_key} has {self.weights[item_key].shape[0]} rows "
+                    f"but {ITEMS_FILE} has {self.num_items} items"
+                )
+        if len(self.item_popularity) != self.num_items:
+            raise ArtifactError("item popularity and item vocabulary differ in length")
+        if len(self.seen_indptr) != self.num_users + 1:
+            raise ArtifactError(
+                f"{SEEN_FILE} indptr has {len(self.seen_indptr)} entries; "
+                f"expected num_users + 1 = {self.num_users + 1}"
+            )
+
+
+def required_weight_names(metadata: ModelMetadata) -> list[str]:
+    """The weight names a model of ``metadata.model_type`` must carry."""
+    names: list[str] = list(OUTPUT_WEIGHTS)
+    if metadata.model_type in ("gmf", "neumf"):
+        names += GMF_WEIGHTS
+    if metadata.model_type in ("mlp", "neumf"):
+        names += MLP_WEIGHTS
+        for layer in range(metadata.num_mlp_layers):
+            names += [f"mlp_kernel_{layer}", f"mlp_bias_{layer}"]
+    return names
+
+
+def save_model_dir(directory: Path, artifacts: ModelArtifacts) -> None:
+    """Write every file except ``saved_model/`` (TensorFlow writes that itself).
+
+    Args:
+        directory: A scratch directory; created if missing.
+        artifacts: What to write. Validated first.
+
+    Raises:
+        ArtifactError: ``artifacts`` is inconsistent.
+    """
+    artifacts.validate()
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / METADATA_FILE).write_text(
+        json.dumps(asdict(artifacts.metadata), indent=2, sort_keys=True, default=str) + "\n"
+    )
+    np.savez(directory / WEIGHTS_FILE, **{k: np.asarray(v) for k, v in artifacts.weights.items()})
+    pd.DataFrame({"user_id": artifacts.user_ids.astype(str)}).to_parquet(
+        directory / USERS_FILE, index=False
+    )
+    pd.DataFrame(
+        {
+            "item_id": artifacts.item_ids.astype(str),
+            "popularity": artifacts.item_popularity.astype(np.int64),
+        }
+    ).to_parquet(directory / ITEMS_FILE, index=False)
+    np.savez(
+        directory / SEEN_FILE,
+        indptr=artifacts.seen_indptr.astype(np.int64),
+        indices=artifacts.seen_indices.astype(np.int32),
+    )
+
+
+def load_model_dir(directory: Path) -> ModelArtifacts:
+    """Read a model directory written by training.
+
+    Raises:
+        ArtifactError: A file is missing or unreadable, or the parts disagree;
+            the message names the file.
+    """
+    if not directory.is_dir():
+        raise ArtifactError(f"model directory {directory} does not exist")
+    try:
+        raw_meta = json.loads((directory / METADATA_FILE).read_text())
+        metadata = ModelMetadata(**raw_meta)
+    except FileNotFoundError as error:
+        raise ArtifactError(f"{directory / METADATA_FILE} is missing") from error
+    except (ValueError, TypeError) as error:
+        raise ArtifactError(f"{directory / METADATA_FILE} is not valid: {error}") from error
+    try:
+        with np.load(directory / WEIGHTS_FILE, allow_pickle=False) as weights_file:
+            weights = {name: weights_file[name] for name in weights_file.files}
+        users = pd.read_parquet(directory / USERS_FILE)
+        items = pd.read_parquet(directory / ITEMS_FILE)
+        with np.load(directory / SEEN_FILE, allow_pickle=False) as seen_file:
+            seen_indptr, seen_indices = seen_file["indptr"], seen_file["indices"]
+    except FileNotFoundError as error:
+        raise ArtifactError(f"model file {error.filename} is missing") from error
+    except Exception as error:  # corrupt zip, parquet or missing column
+        raise ArtifactError(f"a model file in {directory} is unreadable: {error!r}") from error
+    artifacts = ModelArtifacts(
+        metadata=metadata,
+        weights=weights,
+        user_ids=users["user_id"].to_numpy(dtype=object).astype(str),
+        item_ids=items["item_id"].to_numpy(dtype=object).astype(str),
+        item_popularity=items["popularity"].to_numpy(dtype=np.int64),
+        seen_indptr=seen_indptr,
+        seen_indices=seen_indices,
+    )
+    artifacts.validate()
+    return artifacts
+
+
+def publish_model_dir(scratch: Path, model_dir: Path) -> None:
+    """Move a complete model from ``scratch`` into ``model_dir``, last step of a job.
+
+    ``model_dir`` may be a mount point (SageMaker's ``/opt/ml/model``) that
+    cannot itself be replaced, so its contents are replaced entry by entry;
+    each entry is renamed when both sides share a filesystem.
+    """
+    model_dir.mkdir(parents=True, exist_ok=True)
+    for existing in model_dir.iterdir():
+        if existing.is_dir() and not existing.is_symlink():
+            shutil.rmtree(existing)
+        else:
+            existing.unlink()
+    for entry in sorted(scratch.iterdir()):
+        target = model_dir / entry.name
+        try:
+            os.replace(entry, target)
+        except OSError:  # different filesystems
+            shutil.move(str(entry), str(target))

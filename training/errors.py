@@ -1,0 +1,19 @@
+"""Errors a training job reports to its user.
+
+``DataError`` and ``ConfigError`` are the user's to fix (bad data, a bad
+hyperparameter); ``container/train`` writes their message as the first line of
+``output/failure``, which SageMaker shows as the job's FailureReason. Anything
+else is an internal fault and is reported with its traceback.
+"""
+
+
+class UserFacingError(Exception):
+    """A fault the user can act on; the message says what to change."""
+
+
+class DataError(UserFacingError):
+    """The input data is missing, unreadable or unusable."""
+
+
+class ConfigError(UserFacingError):
+    """A hyperparameter or setting is unknown or has a bad value."""
