@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# setup.sh: a ready development environment in .venv, on a fresh machine with Python 3.11.
+#
+# Idempotent: creates .venv if missing, installs uv into it (pip's resolver
+# backtracks for minutes on this dependency set; uv resolves it in seconds), then
+# installs the project editable with the `dev` extra (TensorFlow CPU, Flask and
+# gunicorn, the SageMaker SDK, moto, pytest, ruff, mypy). A second run changes
+# nothing and takes a few seconds. Quiet on success; errors are shown.
+#
+# Usage: ./scripts/setup.sh            (PYTHON=/path/to/python3.11 to choose the interpreter)
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+VENV=.venv
+
+find_python() {
+  local candidate
+  for candidate in "${PYTHON:-}" python3.11 python3 python; do
+    [[ -n $candidate ]] || continue
+    command -v "$candidate" >/dev/null 2>&1 || continue
+    if "$candidate" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null; then
+      echo "$candidate"
+      return 0
+    fi
+  done
+  return 1
+}
+
+if [[ ! -x $VENV/bin/python ]]; then
+  python=$(find_python) || {
+    echo "setup.sh: Python 3.11 or newer is needed (set PYTHON=/path/to/python3.11)" >&2
+    exit 1
+  }
+  echo "setup.sh: creating $VENV with $("$python" --version 2>&1)" >&2
+  "$python" -m venv "$VENV"
+fi
+
+if [[ ! -x $VENV/bin/uv ]]; then
+  echo "setup.sh: installing uv into $VENV" >&2
+  # pip's output is kept for a failure only (it warns about this machine's extra indexes).
+  if ! pip_log=$("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check uv 2>&1); then
+    echo "$pip_log" >&2
+    exit 1
+  fi
+fi
+
+# Skip the (already fast) resolve when nothing it depends on changed since the last success.
+stamp=$VENV/.ncf-setup-stamp
+fingerprint=$(cat pyproject.toml "$VENV/pyvenv.cfg" | sha256sum | cut -d' ' -f1)
+if [[ -f $stamp && $(cat "$stamp") == "$fingerprint" ]]; then
+  exit 0
+fi
+
+echo "setup.sh: installing ncf-sagemaker[dev] into $VENV (uv pip install -e '.[dev]')" >&2
+VIRTUAL_ENV=$PWD/$VENV "$VENV/bin/uv" pip install --quiet --python "$VENV/bin/python" -e '.[dev]'
+echo "$fingerprint" >"$stamp"
+echo "setup.sh: ready ($VENV)" >&2
