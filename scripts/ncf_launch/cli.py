@@ -1,0 +1,378 @@
+"""``ncf``: one command line for training, tuning, hosting and batch jobs of the NCF image.
+
+Every subcommand takes ``--region``, ``--dry-run`` (print the exact API
+requests as JSON on stdout and send nothing) and the shared settings, which
+come from flags, then ``NCF_*`` environment variables, then ``ncf.toml``.
+Results are JSON on stdout; progress and SDK logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ncf_launch.errors import LaunchError
+from ncf_launch.settings import Settings
+
+EXIT_USAGE = 2
+
+EPILOG = """settings (flag > environment > ncf.toml [ncf] table):
+  --region     NCF_REGION (then AWS_REGION)   --role-arn  NCF_ROLE_ARN
+  --image-uri  NCF_IMAGE_URI                  --bucket    NCF_BUCKET
+  --prefix     NCF_PREFIX (default ncf)       file: $NCF_CONFIG or ./ncf.toml
+"""
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("shared settings")
+    group.add_argument("--region", help="AWS region (NCF_REGION, AWS_REGION)")
+    group.add_argument("--role-arn", help="SageMaker execution role ARN (NCF_ROLE_ARN)")
+    group.add_argument("--image-uri", help="ECR image URI of the NCF container (NCF_IMAGE_URI)")
+    group.add_argument("--bucket", help="S3 bucket for outputs and checkpoints (NCF_BUCKET)")
+    group.add_argument("--prefix", help="S3 key prefix under the bucket (NCF_PREFIX, default ncf)")
+    group.add_argument(
+        "--tag",
+        action="append",
+        metavar="KEY=VALUE",
+        help="extra tag (repeatable); project=ncf-sagemaker is always added",
+    )
+    group.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the exact API requests as JSON and change nothing (no credentials needed)",
+    )
+    group.add_argument(
+        "--skip-role-check",
+        action="store_true",
+        help="do not let the SDK simulate the role's IAM policies first",
+    )
+
+
+def _train_arguments(parser: argparse.ArgumentParser) -> None:
+    data = parser.add_argument_group("data channels (s3://..., or a folder / file:// with --local)")
+    data.add_argument("--train", required=True, help="train channel")
+    data.add_argument("--validation", help="validation channel")
+    data.add_argument("--test", help="test channel")
+    data.add_argument("--test-negatives", help="test_negatives channel")
+    job = parser.add_argument_group("job")
+    job.add_argument(
+        "--hp",
+        action="append",
+        metavar="NAME=VALUE",
+        help="hyperparameter (repeatable), e.g. --hp epochs=20 --hp model_type=neumf",
+    )
+    job.add_argument("--instance-type", default="ml.m5.xlarge", help="default ml.m5.xlarge")
+    job.add_argument("--instance-count", type=int, default=1)
+    job.add_argument("--volume-size", type=int, default=30, help="GB, default 30")
+    job.add_argument("--max-runtime", type=int, default=3600, help="seconds, default 3600")
+    job.add_argument("--spot", action="store_true", help="managed Spot training (checkpointed)")
+    job.add_argument("--max-wait", type=int, help="Spot: seconds incl. waiting (>= max runtime)")
+    job.add_argument("--checkpoint-s3-uri", help="default s3://BUCKET/PREFIX/checkpoints/<job>")
+    job.add_argument("--input-mode", choices=("File", "FastFile"), default="File")
+    job.add_argument("--output-path", help="S3 output path (default s3://BUCKET/PREFIX/output)")
+    job.add_argument("--env", action="append", metavar="NAME=VALUE", help="container environment")
+    job.add_argument("--no-wait", action="store_true", help="start the job and return")
+
+
+def _model_arguments(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_argument_group("model (default: the latest completed ncf-train job)")
+    source.add_argument("--model-data", help="s3://.../model.tar.gz (file://... with --local)")
+    source.add_argument("--training-job", help="take the model of this training job")
+
+
+def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat list of flags
+    """The ``ncf`` argument parser with its subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="ncf",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            epilog=EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        _common(sub)
+        return sub
+
+    train = command("train", "start a SageMaker training job with the NCF image")
+    _train_arguments(train)
+    train.add_argument(
+        "--local",
+        action="store_true",
+        help="train with SageMaker local mode on Docker (channels from folders, file:// or s3://)",
+    )
+
+    tune = command("tune", "hyperparameter tuning job maximising validation:hr")
+    _train_arguments(tune)
+    tune.add_argument(
+        "--range",
+        action="append",
+        metavar="NAME=SPEC",
+        help="continuous:LO:HI[:log] | integer:LO:HI[:log] | categorical:A|B|C "
+        "(default: learning_rate, num_negatives, batch_size, gmf_dim)",
+    )
+    tune.add_argument("--max-jobs", type=int, default=8)
+    tune.add_argument("--max-parallel-jobs", type=int, default=2)
+    tune.add_argument("--strategy", choices=("Bayesian", "Random", "Hyperband"), default="Bayesian")
+
+    deploy = command("deploy", "create or update (no downtime) a real-time endpoint")
+    _model_arguments(deploy)
+    deploy.add_argument("--endpoint-name", default="ncf-endpoint")
+    deploy.add_argument(
+        "--instance-type",
+        default="ml.c5.xlarge",
+        help="CPU ml.c5/ml.m5, GPU ml.g4dn/ml.g5 (use the GPU image flavour)",
+    )
+    deploy.add_argument("--instance-count", type=int, default=1)
+    deploy.add_argument("--workers", type=int, help="SAGEMAKER_MODEL_SERVER_WORKERS")
+    deploy.add_argument("--timeout", type=int, help="SAGEMAKER_MODEL_SERVER_TIMEOUT, seconds")
+    deploy.add_argument(
+        "--startup-health-check-timeout",
+        type=int,
+        default=600,
+        help="ContainerStartupHealthCheckTimeoutInSeconds (default 600)",
+    )
+    deploy.add_argument("--env", action="append", metavar="NAME=VALUE")
+    deploy.add_argument("--autoscale-min", type=int, help="enable target tracking: min instances")
+    deploy.add_argument("--autoscale-max", type=int, help="max instances")
+    deploy.add_argument(
+        "--autoscale-target",
+        type=float,
+        default=100.0,
+        help="SageMakerVariantInvocationsPerInstance per minute (default 100)",
+    )
+    deploy.add_argument("--no-wait", action="store_true")
+    deploy.add_argument(
+        "--local",
+        action="store_true",
+        help="serve with SageMaker local mode on Docker until Ctrl-C",
+    )
+    deploy.add_argument("--port", type=int, default=8080, help="--local: host port (8080)")
+
+    invoke = command("invoke", "send one request and print the recommendations")
+    invoke.add_argument("--endpoint-name", default="ncf-endpoint")
+    invoke.add_argument("--user-id", help="top-k for this user")
+    invoke.add_argument("--item-id", help="items similar to this one")
+    invoke.add_argument("--k", type=int, default=10)
+    invoke.add_argument("--payload", help="JSON request body from this file")
+    invoke.add_argument("--json", action="store_true", help="print the raw JSON answer")
+    invoke.add_argument("--local", action="store_true", help="call the local-mode endpoint")
+    invoke.add_argument("--port", type=int, default=8080)
+
+    batch = command("batch", "batch transform over JSON Lines in S3, one output line per input")
+    _model_arguments(batch)
+    batch.add_argument("--input", required=True, help="s3:// prefix of .jsonl files")
+    batch.add_argument(
+        "--output", help="s3:// output path (default s3://BUCKET/PREFIX/batch-output)"
+    )
+    batch.add_argument("--model-name", help="use this existing SageMaker model")
+    batch.add_argument("--instance-type", default="ml.c5.xlarge")
+    batch.add_argument("--instance-count", type=int, default=1)
+    batch.add_argument(
+        "--batch-strategy", choices=("MultiRecord", "SingleRecord"), default="MultiRecord"
+    )
+    batch.add_argument("--max-payload", type=int, default=6, help="MB per request (default 6)")
+    batch.add_argument("--max-concurrent-transforms", type=int)
+    batch.add_argument("--no-wait", action="store_true")
+
+    cleanup = command("cleanup", "delete an endpoint with its endpoint config and model")
+    cleanup.add_argument("--endpoint-name", default="ncf-endpoint")
+    cleanup.add_argument("--keep-model", action="store_true")
+
+    command("list", "list everything tagged project=ncf-sagemaker in the region")
+    return parser
+
+
+def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
+    from ncf_launch.train import parse_assignments
+
+    return {name: str(value) for name, value in parse_assignments(values, what).items()}
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """Resolve the shared settings of a parsed command line."""
+    flags = {
+        "region": args.region,
+        "role_arn": args.role_arn,
+        "image_uri": args.image_uri,
+        "bucket": args.bucket,
+        "prefix": args.prefix,
+    }
+    return Settings.resolve(
+        flags,
+        dry_run=args.dry_run,
+        local=getattr(args, "local", False),
+        check_role=not args.skip_role_check,
+        extra_tags=tuple(_pairs(args.tag, "--tag").items()),
+    )
+
+
+def _train_options(args: argparse.Namespace) -> Any:
+    from ncf_launch.train import TrainOptions, parse_assignments
+
+    channels = {
+        name: value
+        for name, value in {
+            "train": args.train,
+            "validation": args.validation,
+            "test": args.test,
+            "test_negatives": args.test_negatives,
+        }.items()
+        if value
+    }
+    return TrainOptions(
+        channels=channels,
+        hyperparameters=parse_assignments(args.hp, "--hp"),
+        instance_type=args.instance_type,
+        instance_count=args.instance_count,
+        volume_size_gb=args.volume_size,
+        max_runtime_s=args.max_runtime,
+        spot=args.spot,
+        max_wait_s=args.max_wait,
+        checkpoint_s3_uri=args.checkpoint_s3_uri,
+        input_mode=args.input_mode,
+        output_path=args.output_path,
+        environment=_pairs(args.env, "--env"),
+    )
+
+
+def _deploy_options(args: argparse.Namespace) -> Any:
+    from ncf_launch.deploy import DeployOptions
+
+    return DeployOptions(
+        endpoint_name=args.endpoint_name,
+        model_data=args.model_data,
+        training_job=args.training_job,
+        instance_type=args.instance_type,
+        instance_count=args.instance_count,
+        workers=args.workers,
+        timeout_s=args.timeout,
+        startup_health_check_timeout_s=args.startup_health_check_timeout,
+        environment=_pairs(args.env, "--env"),
+        autoscale_min=args.autoscale_min,
+        autoscale_max=args.autoscale_max,
+        autoscale_target=args.autoscale_target,
+    )
+
+
+def _serve_locally(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
+    from ncf_launch.deploy import run_local_deploy, stop_local_endpoint
+
+    session, names = run_local_deploy(settings, _deploy_options(args), port=args.port)
+    print(json.dumps(names), file=sys.__stdout__, flush=True)
+    print("serving; Ctrl-C (or SIGTERM) stops the endpoint", file=sys.stderr, flush=True)
+    stop = {"requested": False}
+
+    def request_stop(*_: Any) -> None:
+        stop["requested"] = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    try:
+        while not stop["requested"]:
+            signal.pause() if hasattr(signal, "pause") else None  # woken by any signal
+    except KeyboardInterrupt:
+        pass
+    stop_local_endpoint(session, names)
+    return {"stopped": names["endpoint_name"]}
+
+
+def dispatch(args: argparse.Namespace) -> Any:  # noqa: PLR0911 - one branch per command
+    """Run the parsed command; returns what to print."""
+    settings = settings_from(args)
+    wait = not getattr(args, "no_wait", False)
+    if args.command == "train":
+        from ncf_launch.train import run_train
+
+        return run_train(settings, _train_options(args), wait=wait)
+    if args.command == "tune":
+        from ncf_launch.tune import run_tune
+
+        ranges = _pairs(args.range, "--range") if args.range else None
+        return run_tune(
+            settings,
+            _train_options(args),
+            ranges=ranges,
+            max_jobs=args.max_jobs,
+            max_parallel_jobs=args.max_parallel_jobs,
+            strategy=args.strategy,
+            wait=wait,
+        )
+    if args.command == "deploy":
+        if settings.local:
+            return _serve_locally(settings, args)
+        from ncf_launch.deploy import run_deploy
+
+        return run_deploy(settings, _deploy_options(args), wait=wait)
+    if args.command == "invoke":
+        from ncf_launch.invoke import build_body, format_predictions, run_invoke
+
+        body = build_body(args.payload, args.user_id, args.item_id, args.k)
+        answer = run_invoke(settings, args.endpoint_name, body, port=args.port)
+        if args.json or answer.get("dry_run"):
+            return answer
+        return format_predictions(answer)
+    if args.command == "batch":
+        from ncf_launch.batch import BatchOptions, run_batch
+
+        options = BatchOptions(
+            input_uri=args.input,
+            output_uri=args.output,
+            model_name=args.model_name,
+            model_data=args.model_data,
+            training_job=args.training_job,
+            instance_type=args.instance_type,
+            instance_count=args.instance_count,
+            batch_strategy=args.batch_strategy,
+            max_payload_mb=args.max_payload,
+            max_concurrent_transforms=args.max_concurrent_transforms,
+        )
+        return run_batch(settings, options, wait=wait)
+    if args.command == "cleanup":
+        from ncf_launch.cleanup import run_cleanup
+
+        return run_cleanup(settings, args.endpoint_name, keep_model=args.keep_model)
+    if args.command == "list":
+        from ncf_launch.cleanup import run_list
+
+        return run_list(settings)
+    raise LaunchError(f"unknown command {args.command}")
+
+
+def main(argv: Sequence[str] | None = None, out: Callable[[str], Any] | None = None) -> int:
+    """Parse, run, print; a ``LaunchError`` becomes ``error: ...`` on stderr and exit code 2."""
+    args = build_parser().parse_args(argv)
+    real_stdout = sys.stdout
+    write = out or (lambda text: print(text, file=real_stdout, flush=True))
+    try:
+        # SDK progress and logs must not mix with the JSON on stdout.
+        with contextlib.redirect_stdout(sys.stderr):
+            result = dispatch(args)
+    except LaunchError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as error:  # AWS errors: say which call failed, without a traceback
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if isinstance(error, ClientError | BotoCoreError):
+            print(f"error: AWS said: {error}", file=sys.stderr)
+            return 1
+        raise
+    if isinstance(result, dict) and result.get("dry_run"):
+        write(json.dumps(result["requests"], indent=2, default=str))
+    elif isinstance(result, str):
+        write(result)
+    else:
+        write(json.dumps(result, indent=2, default=str))
+    return 0
