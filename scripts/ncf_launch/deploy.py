@@ -99,7 +99,12 @@ def resolve_model_data(
             SortOrder="Descending",
             MaxResults=10,
         ).get("TrainingJobSummaries", [])
-        jobs = [job for job in jobs if job["TrainingJobName"].startswith("ncf-train")]
+        # Sorted again here: the API sorts, but some emulators (moto) ignore SortBy.
+        jobs = sorted(
+            (job for job in jobs if job["TrainingJobName"].startswith("ncf-train")),
+            key=lambda job: job["CreationTime"],
+            reverse=True,
+        )
         if not jobs:
             raise LaunchError(
                 "no completed ncf-train training job found in this region: pass --model-data "

@@ -19,7 +19,7 @@ from ncf_launch.train import TrainOptions, build_channels, build_trainer
 DEFAULT_RANGES: dict[str, str] = {
     "learning_rate": "continuous:0.0001:0.01:log",
     "num_negatives": "integer:2:8",
-    "batch_size": "categorical:256|512|1024",
+    "batch_size": "categorical:1024|2048|4096",
     "gmf_dim": "categorical:8|16|32|64",
 }
 
