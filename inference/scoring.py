@@ -32,8 +32,8 @@ import numpy as np
 from training.artifacts import ModelArtifacts
 
 #: Rows (users x items) scored per MLP block: bounds the ``[rows, L0]`` intermediate
-#: (~16 MB at L0 = 64) whatever the batch size.
-_MLP_BLOCK_ROWS = 65_536
+#: (4 MB at L0 = 64) whatever the batch size.
+_MLP_BLOCK_ROWS = 16_384
 
 
 def _f32(array: np.ndarray) -> np.ndarray:
@@ -59,14 +59,24 @@ class _MlpTower:
     kernels: tuple[np.ndarray, ...]  # layers 1 .. L-1
     biases: tuple[np.ndarray, ...]
     output_kernel: np.ndarray  # [L_last]
+    # Read-only zero blocks per layer width: NumPy's maximum against a same-shape array
+    # takes a SIMD loop ~3.5x faster than against the scalar 0 (25 vs 90 us for 3706 x 64).
+    zeros: dict[int, np.ndarray]
+
+    def _relu(self, hidden: np.ndarray) -> np.ndarray:
+        rows, width = hidden.shape
+        zeros = self.zeros[width]
+        if rows <= zeros.shape[0]:
+            return np.maximum(hidden, zeros[:rows], out=hidden)
+        return np.maximum(hidden, 0.0, out=hidden)
 
     def logits(self, first_layer: np.ndarray) -> np.ndarray:
         """MLP logit contribution from pre-activation first-layer rows ``[rows, L0]``."""
-        hidden = np.maximum(first_layer, 0.0, out=first_layer)
+        hidden = self._relu(first_layer)
         for kernel, bias in zip(self.kernels, self.biases, strict=True):
             hidden = hidden @ kernel
             hidden += bias
-            np.maximum(hidden, 0.0, out=hidden)
+            self._relu(hidden)
         return hidden @ self.output_kernel
 
 
@@ -149,6 +159,16 @@ class NcfScorer:
                         for layer in range(1, meta.num_mlp_layers)
                     ),
                     output_kernel=mlp_output_kernel,
+                    zeros={
+                        width: np.zeros((_MLP_BLOCK_ROWS, width), dtype=np.float32)
+                        for width in {
+                            first_kernel.shape[1],
+                            *(
+                                np.asarray(weights[f"mlp_kernel_{layer}"]).shape[1]
+                                for layer in range(1, meta.num_mlp_layers)
+                            ),
+                        }
+                    },
                 )
 
         # Similar items: cosine on the concatenation of the model's unit-normalised item
@@ -206,7 +226,13 @@ class NcfScorer:
             logits = np.full((batch, self.num_items), self._output_bias, dtype=np.float32)
         if self._mlp is not None:
             users_per_block = max(1, _MLP_BLOCK_ROWS // max(self.num_items, 1))
+            # A single user is the common request: its rows are added straight into one
+            # array (no [1, n, L0] broadcast temporary, no reshape).
             item_first = self._mlp.item_first
+            if batch == 1:
+                first = np.add(item_first, self._mlp.user_first[user_index[0]])
+                logits[0] += self._mlp.logits(first)
+                return logits
             for start in range(0, batch, users_per_block):
                 users = user_index[start : start + users_per_block]
                 first = self._mlp.user_first[users][:, None, :] + item_first[None, :, :]

@@ -31,22 +31,32 @@ def random_artifacts(
     weights: dict[str, np.ndarray] = {}
     head = 0
     if model_type in ("gmf", "neumf"):
-        weights["gmf_user_embedding"] = rng.normal(size=(num_users, gmf_dim)).astype(np.float32)
-        weights["gmf_item_embedding"] = rng.normal(size=(num_items, gmf_dim)).astype(np.float32)
+        weights["gmf_user_embedding"] = rng.normal(scale=0.5, size=(num_users, gmf_dim)).astype(
+            np.float32
+        )
+        weights["gmf_item_embedding"] = rng.normal(scale=0.5, size=(num_items, gmf_dim)).astype(
+            np.float32
+        )
         head += gmf_dim
     num_layers = 0
     if model_type in ("mlp", "neumf"):
-        weights["mlp_user_embedding"] = rng.normal(size=(num_users, mlp_dim)).astype(np.float32)
-        weights["mlp_item_embedding"] = rng.normal(size=(num_items, mlp_dim)).astype(np.float32)
+        weights["mlp_user_embedding"] = rng.normal(scale=0.5, size=(num_users, mlp_dim)).astype(
+            np.float32
+        )
+        weights["mlp_item_embedding"] = rng.normal(scale=0.5, size=(num_items, mlp_dim)).astype(
+            np.float32
+        )
         width = 2 * mlp_dim
         for layer, units in enumerate(layers):
-            weights[f"mlp_kernel_{layer}"] = rng.normal(size=(width, units)).astype(np.float32)
-            weights[f"mlp_bias_{layer}"] = rng.normal(size=units).astype(np.float32)
+            weights[f"mlp_kernel_{layer}"] = rng.normal(scale=0.5, size=(width, units)).astype(
+                np.float32
+            )
+            weights[f"mlp_bias_{layer}"] = rng.normal(scale=0.5, size=units).astype(np.float32)
             width = units
         head += width
         num_layers = len(layers)
-    weights["output_kernel"] = rng.normal(size=(head, 1)).astype(np.float32)
-    weights["output_bias"] = rng.normal(size=1).astype(np.float32)
+    weights["output_kernel"] = rng.normal(scale=0.5, size=(head, 1)).astype(np.float32)
+    weights["output_bias"] = rng.normal(scale=0.5, size=1).astype(np.float32)
     seen_counts = rng.integers(0, 6, size=num_users)
     seen_indices = np.concatenate(
         [rng.choice(num_items, size=count, replace=False) for count in seen_counts]

@@ -1,0 +1,144 @@
+"""Validate raw instances into typed requests; errors name the instance and the field.
+
+Three kinds of instance (ids are strings; JSON numbers are accepted as their string):
+
+- ``{"user_id", "k"?, "exclude_seen"?, "exclude_item_ids"?, "candidate_item_ids"?}``:
+  top-k recommendations (``RecommendRequest``).
+- ``{"user_id", "item_ids"}``: scores for these items (``ScoreRequest``).
+- ``{"item_id", "k"?}``: similar items (``SimilarRequest``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from inference.errors import bad_request
+
+DEFAULT_K = 10
+#: The largest k a request may ask for. 1,000 covers every ranking use we know of
+#: (re-ranking pipelines take a few hundred); a response of 1,000 items is ~40 KB of JSON.
+MAX_K = 1000
+#: The most item ids one instance may list (item_ids, exclude_item_ids, candidate_item_ids).
+MAX_ITEM_IDS = 100_000
+
+RECOMMEND_FIELDS = frozenset(
+    {"user_id", "k", "exclude_seen", "exclude_item_ids", "candidate_item_ids"}
+)
+SCORE_FIELDS = frozenset({"user_id", "item_ids"})
+SIMILAR_FIELDS = frozenset({"item_id", "k"})
+
+
+@dataclass(frozen=True)
+class RecommendRequest:
+    """Top-k items for ``user_id``."""
+
+    user_id: str
+    k: int = DEFAULT_K
+    exclude_seen: bool = True
+    exclude_item_ids: tuple[str, ...] = ()
+    candidate_item_ids: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class ScoreRequest:
+    """Scores of ``item_ids`` for ``user_id``."""
+
+    user_id: str
+    item_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SimilarRequest:
+    """The ``k`` items closest to ``item_id``."""
+
+    item_id: str
+    k: int = DEFAULT_K
+
+
+InstanceRequest = RecommendRequest | ScoreRequest | SimilarRequest
+
+
+def _id(value: Any, where: str) -> str:
+    if isinstance(value, str):
+        if not value:
+            raise bad_request(f"{where} must be a non-empty string")
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    raise bad_request(f"{where} must be a string or a number, got {_describe(value)}")
+
+
+def _ids(value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise bad_request(f"{where} must be a list of ids, got {_describe(value)}")
+    if len(value) > MAX_ITEM_IDS:
+        raise bad_request(f"{where} has {len(value)} ids; at most {MAX_ITEM_IDS} are allowed")
+    return tuple(_id(item, f"{where}[{n}]") for n, item in enumerate(value))
+
+
+def _k(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise bad_request(f"{where} must be an integer from 1 to {MAX_K}, got {_describe(value)}")
+    if not 1 <= value <= MAX_K:
+        raise bad_request(f"{where} must be from 1 to {MAX_K}, got {value}")
+    return value
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text[:40]}{'...' if len(text) > 40 else ''}"
+
+
+def parse_instance(raw: Any, where: str) -> InstanceRequest:
+    """One validated request from one raw instance.
+
+    Args:
+        raw: The decoded instance.
+        where: How errors name this instance (``"instances[3]"``, ``"line 4"``).
+
+    Raises:
+        InferenceError: 400 naming the field that is missing, unknown or bad.
+    """
+    if not isinstance(raw, dict):
+        raise bad_request(f"{where} must be a JSON object, got {_describe(raw)}")
+    if "user_id" in raw and "item_id" in raw:
+        raise bad_request(f"{where} has both user_id and item_id; send one")
+    if "user_id" in raw:
+        allowed = SCORE_FIELDS if "item_ids" in raw else RECOMMEND_FIELDS
+    elif "item_id" in raw:
+        allowed = SIMILAR_FIELDS
+    else:
+        raise bad_request(f"{where} needs user_id (recommend or score) or item_id (similar items)")
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise bad_request(f"{where} has unknown field(s) {unknown}; allowed: {sorted(allowed)}")
+
+    if "item_id" in raw:
+        return SimilarRequest(
+            item_id=_id(raw["item_id"], f"{where}.item_id"),
+            k=_k(raw.get("k", DEFAULT_K), f"{where}.k"),
+        )
+    user_id = _id(raw["user_id"], f"{where}.user_id")
+    if "item_ids" in raw:
+        return ScoreRequest(user_id=user_id, item_ids=_ids(raw["item_ids"], f"{where}.item_ids"))
+    exclude_seen = raw.get("exclude_seen", True)
+    if not isinstance(exclude_seen, bool):
+        raise bad_request(
+            f"{where}.exclude_seen must be true or false, got {_describe(exclude_seen)}"
+        )
+    candidates = raw.get("candidate_item_ids")
+    return RecommendRequest(
+        user_id=user_id,
+        k=_k(raw.get("k", DEFAULT_K), f"{where}.k"),
+        exclude_seen=exclude_seen,
+        exclude_item_ids=_ids(raw.get("exclude_item_ids", []), f"{where}.exclude_item_ids"),
+        candidate_item_ids=(
+            None if candidates is None else _ids(candidates, f"{where}.candidate_item_ids")
+        ),
+    )
+
+
+def parse_instances(raw_instances: list[Any], labels: list[str]) -> list[InstanceRequest]:
+    """Validate every instance; ``labels[n]`` names instance ``n`` in error messages."""
+    return [parse_instance(raw, label) for raw, label in zip(raw_instances, labels, strict=True)]

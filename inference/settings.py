@@ -1,0 +1,103 @@
+"""Serving settings from the SageMaker hosting environment, read once and passed down.
+
+Nothing else in ``inference`` reads environment variables. ``from_env`` takes a
+plain mapping so tests can inject one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+#: SageMaker's real-time payload limit, also batch transform's default MaxPayloadInMB.
+DEFAULT_MAX_PAYLOAD_MB = 6
+BATCH_STRATEGIES = ("MULTI_RECORD", "SINGLE_RECORD")
+
+
+class SettingsError(ValueError):
+    """An environment variable has a value that cannot be used."""
+
+
+def _int(environ: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError as error:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from error
+    if value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _gpu_visible(environ: Mapping[str, str]) -> bool:
+    devices = environ.get("NVIDIA_VISIBLE_DEVICES", "").strip().lower()
+    return devices not in ("", "none", "void")
+
+
+@dataclass(frozen=True)
+class ServingSettings:
+    """How ``container/serve`` runs and what ``/execution-parameters`` reports.
+
+    Attributes:
+        model_dir: ``<SAGEMAKER_BASE_DIR or /opt/ml>/model``.
+        port: ``SAGEMAKER_BIND_TO_PORT`` (8080).
+        workers: ``SAGEMAKER_MODEL_SERVER_WORKERS``; default one per CPU, one on a GPU.
+        threads: Threads per gunicorn (gthread) worker, ``NCF_SERVER_THREADS`` (4).
+        timeout: ``SAGEMAKER_MODEL_SERVER_TIMEOUT`` seconds (60).
+        max_payload_mb: ``SAGEMAKER_MAX_PAYLOAD_IN_MB`` (6): larger bodies get 413.
+        max_concurrent_transforms: ``SAGEMAKER_MAX_CONCURRENT_TRANSFORMS``; default
+            the worker count.
+        batch_strategy: ``SAGEMAKER_BATCH_STRATEGY`` (``MULTI_RECORD``); with
+            ``SAGEMAKER_BATCH=true`` the server is running a batch transform.
+        batch: ``SAGEMAKER_BATCH`` is ``true``.
+    """
+
+    model_dir: Path
+    port: int = 8080
+    workers: int = 1
+    threads: int = 4
+    timeout: int = 60
+    max_payload_mb: int = DEFAULT_MAX_PAYLOAD_MB
+    max_concurrent_transforms: int = 1
+    batch_strategy: str = "MULTI_RECORD"
+    batch: bool = False
+
+    @property
+    def max_payload_bytes(self) -> int:
+        """The body size limit in bytes."""
+        return self.max_payload_mb * 1024 * 1024
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ServingSettings:
+        """Read the settings.
+
+        Raises:
+            SettingsError: A variable has an unusable value; the message names it.
+        """
+        environ = os.environ if environ is None else environ
+        base_dir = Path(environ.get("SAGEMAKER_BASE_DIR") or "/opt/ml")
+        default_workers = 1 if _gpu_visible(environ) else (os.cpu_count() or 1)
+        workers = _int(environ, "SAGEMAKER_MODEL_SERVER_WORKERS", default_workers)
+        strategy = (environ.get("SAGEMAKER_BATCH_STRATEGY") or "MULTI_RECORD").strip().upper()
+        strategy = strategy.replace("MULTIRECORD", "MULTI_RECORD").replace(
+            "SINGLERECORD", "SINGLE_RECORD"
+        )
+        if strategy not in BATCH_STRATEGIES:
+            raise SettingsError(
+                f"SAGEMAKER_BATCH_STRATEGY must be one of {BATCH_STRATEGIES}, got {strategy!r}"
+            )
+        return cls(
+            model_dir=base_dir / "model",
+            port=_int(environ, "SAGEMAKER_BIND_TO_PORT", 8080),
+            workers=workers,
+            threads=_int(environ, "NCF_SERVER_THREADS", 4),
+            timeout=_int(environ, "SAGEMAKER_MODEL_SERVER_TIMEOUT", 60),
+            max_payload_mb=_int(environ, "SAGEMAKER_MAX_PAYLOAD_IN_MB", DEFAULT_MAX_PAYLOAD_MB),
+            max_concurrent_transforms=_int(environ, "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", workers),
+            batch_strategy=strategy,
+            batch=environ.get("SAGEMAKER_BATCH", "").strip().lower() == "true",
+        )
