@@ -8,6 +8,7 @@ as a single training job. The training job definition comes from the same
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from ncf_launch.aws import AwsContext
@@ -94,7 +95,12 @@ def run_tune(
         tags=settings.boto_tags(),
     )
     dry_run = context.recorder is not None
-    tuner.tune(inputs=build_channels(options), wait=wait and not dry_run)
+    # Tuning job names are at most 32 characters; the SDK's default has minute resolution,
+    # so two jobs started in the same minute would collide.
+    job_name = time.strftime("ncf-tune-%y%m%d-%H%M%S", time.gmtime()) + (
+        f"-{int(time.time() * 1000) % 1000:03d}"
+    )
+    tuner.tune(inputs=build_channels(options), job_name=job_name, wait=wait and not dry_run)
     if dry_run:
         return {"dry_run": True, "requests": [c.as_json() for c in context.recorder.calls]}
     name = tuner.latest_tuning_job.hyper_parameter_tuning_job_name

@@ -11,8 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-
 from launch_constants import BUCKET, IMAGE_URI, REGION, REPO_ROOT, ROLE_ARN, TEST_IMAGE
 
 
@@ -30,9 +28,14 @@ def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def no_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """An environment where botocore finds no credentials at all."""
     for name in (
-        "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
-        "AWS_ENDPOINT_URL", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-        "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_ENDPOINT_URL",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
@@ -108,9 +111,13 @@ def captured(monkeypatch: pytest.MonkeyPatch) -> Iterator[CapturedCalls]:
     original_init = aws_module.AwsContext.__init__
 
     def keep(params: dict[str, Any], model: Any, **_: Any) -> None:
-        capture.calls.append((model.service_model.service_name, model.name, json.loads(
-            json.dumps(params, default=str)
-        )))
+        capture.calls.append(
+            (
+                model.service_model.service_name,
+                model.name,
+                json.loads(json.dumps(params, default=str)),
+            )
+        )
 
     def init(self: Any, *args: Any, **kwargs: Any) -> None:
         original_init(self, *args, **kwargs)
@@ -129,6 +136,8 @@ def docker_build_test_image() -> str:
         base = os.environ.get("NCF_BASE_IMAGE", "local/python:3.11")
         subprocess.run(
             ["docker", "build", "--build-arg", f"BASE_IMAGE={base}", "-t", TEST_IMAGE, "."],
-            cwd=REPO_ROOT, check=True, timeout=1800,
+            cwd=REPO_ROOT,
+            check=True,
+            timeout=1800,
         )
     return TEST_IMAGE

@@ -9,22 +9,26 @@ botocore level on its way out, and says so.
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from launch_constants import BUCKET, IMAGE_URI, ROLE_ARN
 
 from training.metric_definitions import METRIC_DEFINITIONS, OBJECTIVE_METRIC
-
-from launch_constants import BUCKET, IMAGE_URI, ROLE_ARN
 
 pytestmark = pytest.mark.slow
 
 PROJECT_TAG = {"Key": "project", "Value": "ncf-sagemaker"}
 TRAIN_ARGS = (
-    "--train", f"s3://{BUCKET}/data/train/",
-    "--validation", f"s3://{BUCKET}/data/validation/",
-    "--test", f"s3://{BUCKET}/data/test/",
-    "--test-negatives", f"s3://{BUCKET}/data/test_negatives/",
+    "--train",
+    f"s3://{BUCKET}/data/train/",
+    "--validation",
+    f"s3://{BUCKET}/data/validation/",
+    "--test",
+    f"s3://{BUCKET}/data/test/",
+    "--test-negatives",
+    f"s3://{BUCKET}/data/test_negatives/",
 )
 
 
@@ -34,13 +38,35 @@ def tags_of(sagemaker: Any, arn: str) -> list[dict[str, str]]:
 
 def test_train_request_arrives_complete(launch_env, ncf, captured) -> None:
     result = ncf(
-        "train", *TRAIN_ARGS, "--no-wait", "--skip-role-check",
-        "--hp", "epochs=5", "--hp", "model_type=neumf", "--hp", "learning_rate=0.001",
-        "--hp", "mlp_layers=[64,32,16]",
-        "--instance-type", "ml.g4dn.xlarge", "--instance-count", "1", "--volume-size", "50",
-        "--max-runtime", "7200", "--spot", "--max-wait", "10800",
-        "--checkpoint-s3-uri", f"s3://{BUCKET}/checkpoints/run-1/",
-        "--input-mode", "FastFile", "--tag", "owner=tests",
+        "train",
+        *TRAIN_ARGS,
+        "--no-wait",
+        "--skip-role-check",
+        "--hp",
+        "epochs=5",
+        "--hp",
+        "model_type=neumf",
+        "--hp",
+        "learning_rate=0.001",
+        "--hp",
+        "mlp_layers=[64,32,16]",
+        "--instance-type",
+        "ml.g4dn.xlarge",
+        "--instance-count",
+        "1",
+        "--volume-size",
+        "50",
+        "--max-runtime",
+        "7200",
+        "--spot",
+        "--max-wait",
+        "10800",
+        "--checkpoint-s3-uri",
+        f"s3://{BUCKET}/checkpoints/run-1/",
+        "--input-mode",
+        "FastFile",
+        "--tag",
+        "owner=tests",
     )
     assert result.code == 0, result.stderr
     job_name = result.json()["training_job_name"]
@@ -53,7 +79,9 @@ def test_train_request_arrives_complete(launch_env, ncf, captured) -> None:
     assert job["RoleArn"] == ROLE_ARN
     # Hyperparameters arrive as strings, JSON-encoded where they are not strings already.
     assert job["HyperParameters"] == {
-        "epochs": "5", "model_type": "neumf", "learning_rate": "0.001",
+        "epochs": "5",
+        "model_type": "neumf",
+        "learning_rate": "0.001",
         "mlp_layers": "[64, 32, 16]",
     }
     channels = {c["ChannelName"]: c for c in job["InputDataConfig"]}
@@ -64,12 +92,15 @@ def test_train_request_arrives_complete(launch_env, ncf, captured) -> None:
         assert source["S3DataType"] == "S3Prefix"
         assert channel["InputMode"] == "FastFile"
     assert job["ResourceConfig"] == {
-        "InstanceType": "ml.g4dn.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 50,
+        "InstanceType": "ml.g4dn.xlarge",
+        "InstanceCount": 1,
+        "VolumeSizeInGB": 50,
     }
     assert job["EnableManagedSpotTraining"] is True
     assert job["StoppingCondition"] == {"MaxRuntimeInSeconds": 7200, "MaxWaitTimeInSeconds": 10800}
     assert job["CheckpointConfig"] == {
-        "S3Uri": f"s3://{BUCKET}/checkpoints/run-1/", "LocalPath": "/opt/ml/checkpoints",
+        "S3Uri": f"s3://{BUCKET}/checkpoints/run-1/",
+        "LocalPath": "/opt/ml/checkpoints",
     }
     assert job["OutputDataConfig"]["S3OutputPath"] == f"s3://{BUCKET}/ncf/output"
     tags = tags_of(sagemaker, job["TrainingJobArn"])
@@ -92,11 +123,25 @@ def test_train_waits_and_reports_metrics_and_artifact(launch_env, ncf) -> None:
 
 def test_tune_request_arrives(launch_env, ncf) -> None:
     result = ncf(
-        "tune", "--train", f"s3://{BUCKET}/data/train/", "--validation",
-        f"s3://{BUCKET}/data/validation/", "--skip-role-check", "--no-wait",
-        "--hp", "epochs=10", "--range", "learning_rate=continuous:0.0005:0.005:log",
-        "--range", "num_negatives=integer:2:6", "--range", "gmf_dim=categorical:16|32",
-        "--max-jobs", "6", "--max-parallel-jobs", "3",
+        "tune",
+        "--train",
+        f"s3://{BUCKET}/data/train/",
+        "--validation",
+        f"s3://{BUCKET}/data/validation/",
+        "--skip-role-check",
+        "--no-wait",
+        "--hp",
+        "epochs=10",
+        "--range",
+        "learning_rate=continuous:0.0005:0.005:log",
+        "--range",
+        "num_negatives=integer:2:6",
+        "--range",
+        "gmf_dim=categorical:16|32",
+        "--max-jobs",
+        "6",
+        "--max-parallel-jobs",
+        "3",
     )
     assert result.code == 0, result.stderr
     name = result.json()["tuning_job_name"]
@@ -104,14 +149,19 @@ def test_tune_request_arrives(launch_env, ncf) -> None:
     job = sagemaker.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
     config = job["HyperParameterTuningJobConfig"]
     assert config["HyperParameterTuningJobObjective"] == {
-        "Type": "Maximize", "MetricName": OBJECTIVE_METRIC,
+        "Type": "Maximize",
+        "MetricName": OBJECTIVE_METRIC,
     }
     assert config["ResourceLimits"]["MaxNumberOfTrainingJobs"] == 6
     assert config["ResourceLimits"]["MaxParallelTrainingJobs"] == 3
     ranges = config["ParameterRanges"]
     assert ranges["ContinuousParameterRanges"] == [
-        {"Name": "learning_rate", "MinValue": "0.0005", "MaxValue": "0.005",
-         "ScalingType": "Logarithmic"}
+        {
+            "Name": "learning_rate",
+            "MinValue": "0.0005",
+            "MaxValue": "0.005",
+            "ScalingType": "Logarithmic",
+        }
     ]
     assert ranges["IntegerParameterRanges"][0]["Name"] == "num_negatives"
     assert ranges["CategoricalParameterRanges"] == [{"Name": "gmf_dim", "Values": ["16", "32"]}]
@@ -126,9 +176,20 @@ def test_tune_request_arrives(launch_env, ncf) -> None:
 
 def deploy(ncf, *extra: str) -> dict[str, Any]:
     result = ncf(
-        "deploy", "--model-data", f"s3://{BUCKET}/models/model.tar.gz",
-        "--endpoint-name", "ncf-tests", "--instance-type", "ml.c5.xlarge", "--workers", "2",
-        "--timeout", "30", "--startup-health-check-timeout", "300", *extra,
+        "deploy",
+        "--model-data",
+        f"s3://{BUCKET}/models/model.tar.gz",
+        "--endpoint-name",
+        "ncf-tests",
+        "--instance-type",
+        "ml.c5.xlarge",
+        "--workers",
+        "2",
+        "--timeout",
+        "30",
+        "--startup-health-check-timeout",
+        "300",
+        *extra,
     )
     assert result.code == 0, result.stderr
     return result.json()
@@ -142,7 +203,8 @@ def test_deploy_creates_model_config_endpoint_and_autoscaling(launch_env, ncf) -
     assert model["PrimaryContainer"]["Image"] == IMAGE_URI
     assert model["PrimaryContainer"]["ModelDataUrl"] == f"s3://{BUCKET}/models/model.tar.gz"
     assert model["PrimaryContainer"]["Environment"] == {
-        "SAGEMAKER_MODEL_SERVER_WORKERS": "2", "SAGEMAKER_MODEL_SERVER_TIMEOUT": "30",
+        "SAGEMAKER_MODEL_SERVER_WORKERS": "2",
+        "SAGEMAKER_MODEL_SERVER_TIMEOUT": "30",
     }
     assert model["ExecutionRoleArn"] == ROLE_ARN
     config = sagemaker.describe_endpoint_config(EndpointConfigName=names["endpoint_config_name"])
@@ -198,11 +260,7 @@ def test_deploy_updates_an_existing_endpoint_in_place(launch_env, ncf, captured)
         if model.name != "UpdateEndpoint":
             return None
 
-        class Ok:
-            status_code = 200
-            headers: dict[str, str] = {}
-
-        return Ok(), {"EndpointArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint/ncf-tests"}
+        return SimpleNamespace(status_code=200, headers={}), {"EndpointArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint/ncf-tests"}
 
     def init(self: Any, *args: Any, **kwargs: Any) -> None:
         original_init(self, *args, **kwargs)
@@ -214,7 +272,8 @@ def test_deploy_updates_an_existing_endpoint_in_place(launch_env, ncf, captured)
     assert second["action"] == "update"
     assert second["endpoint_config_name"] != first["endpoint_config_name"]
     assert captured.params("UpdateEndpoint") == {
-        "EndpointName": "ncf-tests", "EndpointConfigName": second["endpoint_config_name"],
+        "EndpointName": "ncf-tests",
+        "EndpointConfigName": second["endpoint_config_name"],
     }
     assert "CreateEndpoint" not in captured.operations()[len(captured.operations()) - 3 :]
     sagemaker = launch_env.client("sagemaker")
@@ -234,9 +293,20 @@ def test_deploy_takes_the_latest_completed_training_job(launch_env, ncf) -> None
 
 def test_batch_transform_request_arrives(launch_env, ncf) -> None:
     result = ncf(
-        "batch", "--input", f"s3://{BUCKET}/batch/in/", "--output", f"s3://{BUCKET}/batch/out/",
-        "--model-data", f"s3://{BUCKET}/models/model.tar.gz", "--instance-type", "ml.m5.large",
-        "--instance-count", "2", "--max-payload", "4", "--no-wait",
+        "batch",
+        "--input",
+        f"s3://{BUCKET}/batch/in/",
+        "--output",
+        f"s3://{BUCKET}/batch/out/",
+        "--model-data",
+        f"s3://{BUCKET}/models/model.tar.gz",
+        "--instance-type",
+        "ml.m5.large",
+        "--instance-count",
+        "2",
+        "--max-payload",
+        "4",
+        "--no-wait",
     )
     assert result.code == 0, result.stderr
     report = result.json()
@@ -251,7 +321,8 @@ def test_batch_transform_request_arrives(launch_env, ncf) -> None:
         f"s3://{BUCKET}/batch/in/"
     )
     assert job["TransformOutput"] == {
-        "S3OutputPath": f"s3://{BUCKET}/batch/out/", "Accept": "application/jsonlines",
+        "S3OutputPath": f"s3://{BUCKET}/batch/out/",
+        "Accept": "application/jsonlines",
         "AssembleWith": "Line",
     }
     assert job["TransformResources"] == {"InstanceType": "ml.m5.large", "InstanceCount": 2}
@@ -263,7 +334,8 @@ def test_list_finds_what_the_project_tagged(launch_env, ncf) -> None:
     names = deploy(ncf, "--no-wait")
     untagged = launch_env.client("sagemaker")
     untagged.create_model(
-        ModelName="not-ours", ExecutionRoleArn=ROLE_ARN,
+        ModelName="not-ours",
+        ExecutionRoleArn=ROLE_ARN,
         PrimaryContainer={"Image": IMAGE_URI},
     )
     result = ncf("list")
