@@ -1,0 +1,193 @@
+"""The typed training configuration, converted once from decoded hyperparameters.
+
+Every hyperparameter a user may pass is a field of ``TrainingConfig``; its
+metadata says what is allowed. An unknown name or a bad value raises
+``ConfigError`` naming the hyperparameter, the value received and what is
+allowed, so the job's FailureReason tells the user what to change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from training.errors import ConfigError
+
+#: Hyperparameters SageMaker itself adds (tuning, script mode); ignored, never an error.
+_RESERVED_PREFIXES = ("sagemaker_", "_")
+
+
+def _choice(*allowed: str) -> dict[str, Any]:
+    return {"kind": "choice", "allowed": allowed}
+
+
+def _int(low: int, high: int | None = None) -> dict[str, Any]:
+    return {"kind": "int", "low": low, "high": high}
+
+
+def _float(low: float, high: float | None = None, low_open: bool = False) -> dict[str, Any]:
+    return {"kind": "float", "low": low, "high": high, "low_open": low_open}
+
+
+_BOOL: dict[str, Any] = {"kind": "bool"}
+_STR: dict[str, Any] = {"kind": "str"}
+_OPTIONAL_STR: dict[str, Any] = {"kind": "optional_str"}
+_OPTIONAL_FLOAT: dict[str, Any] = {"kind": "optional_float"}
+_LAYERS: dict[str, Any] = {"kind": "layers"}
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Every training hyperparameter, typed. Defaults reach HR@10 ≥ 0.70 on MovieLens-1M.
+
+    See the README's hyperparameter table for what each one means.
+    """
+
+    model_type: str = field(default="neumf", metadata=_choice("gmf", "mlp", "neumf"))
+    feedback: str = field(default="implicit", metadata=_choice("implicit", "explicit"))
+    epochs: int = field(default=20, metadata=_int(1, 10_000))
+    batch_size: int = field(default=2048, metadata=_int(1, 1 << 20))
+    learning_rate: float = field(default=0.002, metadata=_float(0.0, 10.0, low_open=True))
+    optimizer: str = field(default="adam", metadata=_choice("adam", "sgd", "adagrad", "rmsprop"))
+    num_negatives: int = field(default=4, metadata=_int(1, 1000))
+    gmf_dim: int = field(default=32, metadata=_int(1, 4096))
+    mlp_layers: tuple[int, ...] = field(default=(64, 32, 16), metadata=_LAYERS)
+    gmf_regularization: float = field(default=0.0, metadata=_float(0.0))
+    mlp_regularization: float = field(default=0.0, metadata=_float(0.0))
+    dropout: float = field(default=0.0, metadata=_float(0.0, 0.95))
+    pretrain: bool = field(default=False, metadata=_BOOL)
+    pretrain_epochs: int = field(default=5, metadata=_int(1, 10_000))
+    early_stopping_patience: int = field(default=3, metadata=_int(0, 10_000))
+    validation_metric: str = field(default="hr", metadata=_choice("hr", "ndcg"))
+    top_k: int = field(default=10, metadata=_int(1, 10_000))
+    num_eval_negatives: int = field(default=99, metadata=_int(1, 100_000))
+    full_ranking: bool = field(default=True, metadata=_BOOL)
+    seed: int = field(default=42, metadata=_int(0, 2**32 - 1))
+    min_rating: float | None = field(default=None, metadata=_OPTIONAL_FLOAT)
+    user_column: str = field(default="user_id", metadata=_STR)
+    item_column: str = field(default="item_id", metadata=_STR)
+    rating_column: str = field(default="rating", metadata=_STR)
+    timestamp_column: str = field(default="timestamp", metadata=_STR)
+    train_uri: str | None = field(default=None, metadata=_OPTIONAL_STR)
+    validation_uri: str | None = field(default=None, metadata=_OPTIONAL_STR)
+    test_uri: str | None = field(default=None, metadata=_OPTIONAL_STR)
+    test_negatives_uri: str | None = field(default=None, metadata=_OPTIONAL_STR)
+
+    @classmethod
+    def from_hyperparameters(cls, hyperparameters: Mapping[str, Any]) -> TrainingConfig:
+        """Convert decoded hyperparameters (see ``decode_hyperparameters``).
+
+        Raises:
+            ConfigError: An unknown name (the message lists the valid ones) or a
+                bad value (the message names it, the value received and what is
+                allowed).
+        """
+        specs = {spec.name: spec for spec in fields(cls)}
+        unknown = sorted(
+            name
+            for name in hyperparameters
+            if name not in specs and not name.startswith(_RESERVED_PREFIXES)
+        )
+        if unknown:
+            raise ConfigError(
+                f"unknown hyperparameter(s) {', '.join(unknown)}; "
+                f"valid names are: {', '.join(sorted(specs))}"
+            )
+        values = {
+            name: _convert(name, value, specs[name].metadata)
+            for name, value in hyperparameters.items()
+            if name in specs
+        }
+        config = cls(**values)
+        config.check()
+        return config
+
+    def check(self) -> None:
+        """Cross-field rules.
+
+        Raises:
+            ConfigError: The combination is not supported.
+        """
+        if self.pretrain and self.model_type != "neumf":
+            raise ConfigError(
+                f"hyperparameter pretrain=true applies to model_type neumf only, "
+                f"got model_type {self.model_type!r}; set pretrain to false"
+            )
+        if self.model_type in ("mlp", "neumf") and self.mlp_layers[0] % 2:
+            raise ConfigError(
+                f"hyperparameter mlp_layers must start with an even size (it is twice the MLP "
+                f"embedding size), got {list(self.mlp_layers)}"
+            )
+
+    @property
+    def mlp_embedding_dim(self) -> int:
+        """Each MLP embedding's size: half the first layer, as in the NCF paper."""
+        return self.mlp_layers[0] // 2
+
+    def to_json(self) -> dict[str, Any]:
+        """The configuration as plain JSON values."""
+        values = asdict(self)
+        values["mlp_layers"] = list(self.mlp_layers)
+        return values
+
+
+def _bad(name: str, value: Any, allowed: str) -> ConfigError:
+    return ConfigError(f"hyperparameter {name}={value!r} is not valid: expected {allowed}")
+
+
+def _convert(name: str, value: Any, spec: Mapping[str, Any]) -> Any:  # noqa: PLR0911, PLR0912
+    kind = spec["kind"]
+    if kind == "choice":
+        if value not in spec["allowed"]:
+            raise _bad(name, value, f"one of {', '.join(spec['allowed'])}")
+        return value
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise _bad(name, value, "true or false")
+    if kind in ("str", "optional_str"):
+        if value is None and kind == "optional_str":
+            return None
+        if not isinstance(value, str) or not value:
+            raise _bad(name, value, "a non-empty string")
+        return value
+    if kind == "int":
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        low, high = spec["low"], spec["high"]
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _bad(name, value, f"an integer ≥ {low}")
+        if value < low or (high is not None and value > high):
+            raise _bad(name, value, f"an integer in [{low}, {high}]" if high else f"≥ {low}")
+        return value
+    if kind in ("float", "optional_float"):
+        if value is None and kind == "optional_float":
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _bad(name, value, "a number")
+        low, high = spec.get("low"), spec.get("high")
+        if low is not None and (value < low or (spec.get("low_open") and value == low)):
+            bound = f"> {low}" if spec.get("low_open") else f"≥ {low}"
+            raise _bad(name, value, f"a number {bound}")
+        if high is not None and value > high:
+            raise _bad(name, value, f"a number ≤ {high}")
+        return float(value)
+    if kind == "layers":
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = [value]
+        if isinstance(value, str):  # "64,32,16" as a convenience
+            try:
+                value = [int(part) for part in value.replace(" ", "").split(",") if part]
+            except ValueError:
+                raise _bad(name, value, "a list of positive integers, e.g. [64, 32, 16]") from None
+        if (
+            not isinstance(value, list)
+            or not value
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+        ):
+            raise _bad(name, value, "a list of positive integers, e.g. [64, 32, 16]")
+        return tuple(value)
+    raise AssertionError(f"unknown spec kind {kind}")

@@ -1,0 +1,217 @@
+"""The ``train`` program: one training job from ``/opt/ml`` in to ``model/`` out.
+
+Order of work, so that a user's mistake fails in seconds: read the environment
+and the hyperparameters, read and encode the data, and only then import
+TensorFlow and train. The model is written to a scratch directory and moved
+into ``model/`` as the very last step.
+
+Exit status and ``output/failure``:
+
+- success: exit 0, ``model/`` and ``output/data/`` written;
+- a ``UserFacingError`` (bad data, bad hyperparameter): its message is the first
+  line of ``output/failure`` (SageMaker's FailureReason), exit 1;
+- any other exception: a one-line summary then the traceback in
+  ``output/failure``, exit 2;
+- SIGTERM (job stopped, Spot interruption): the current batch finishes, a
+  checkpoint is written to ``checkpoints/``, ``model/`` is left untouched and
+  the exit status is 0 — the job was asked to stop and did so cleanly;
+  SageMaker records a stopped job as Stopped whatever the exit status, and a
+  Spot job restarted with the same checkpoint location resumes from it.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from training.config import TrainingConfig
+from training.environment import Environment
+from training.errors import DataError, UserFacingError
+
+logger = logging.getLogger("training")
+
+EXIT_USER_ERROR = 1
+EXIT_INTERNAL_ERROR = 2
+_FAILURE_REASON_LIMIT = 1024
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stdout,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
+
+
+def _emit(line: str) -> None:
+    """Print a metric line to stdout, where SageMaker's MetricDefinitions read it."""
+    print(line, flush=True)
+
+
+def _write_failure(env: Environment | None, base_dir: Path, text: str) -> None:
+    path = env.failure_file if env is not None else base_dir / "output" / "failure"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    except OSError:
+        logger.exception("could not write %s", path)
+
+
+def load_data(env: Environment, config: TrainingConfig) -> tuple[Any, Any]:
+    """Read the channels and build the dataset (no TensorFlow).
+
+    Returns:
+        ``(dataset, test_negatives)``; the latter ``(users, held_out, negatives)`` or ``None``.
+
+    Raises:
+        DataError: A channel is missing, empty, unreadable or unusable.
+    """
+    from training import data, dataset, evaluation
+
+    columns = data.ColumnNames(
+        user=config.user_column,
+        item=config.item_column,
+        rating=config.rating_column,
+        timestamp=config.timestamp_column,
+    )
+    locations = {
+        channel: env.channel_location(channel, getattr(config, f"{channel}_uri"))
+        for channel in ("train", "validation", "test", "test_negatives")
+    }
+    if locations["train"] is None:
+        raise DataError(
+            "no train channel: give the job a channel named 'train' (input/data/train), "
+            "or set the train_uri hyperparameter to an s3:// URI or a local path"
+        )
+    frames = {
+        channel: None if location is None else data.read_interactions(location, columns, channel)
+        for channel, location in locations.items()
+        if channel != "test_negatives"
+    }
+    for channel, frame in frames.items():
+        if frame is not None:
+            logger.info(
+                "read %d rows from channel %s (%s)", len(frame), channel, locations[channel]
+            )
+    built = dataset.build_dataset(
+        frames["train"],
+        frames["validation"],
+        frames["test"],
+        feedback=config.feedback,
+        min_rating=config.min_rating,
+        seed=config.seed,
+    )
+    test_negatives = None
+    if locations["test_negatives"] is not None:
+        if config.feedback == "explicit":
+            logger.warning("test_negatives is ignored with feedback=explicit (RMSE is reported)")
+        else:
+            frame = data.read_test_negatives(locations["test_negatives"], columns, "test_negatives")
+            test_negatives = evaluation.resolve_test_negatives(frame, built)
+    logger.info("data: %s", built.statistics())
+    return built, test_negatives
+
+
+def run(env: Environment, started: float) -> int:
+    """Train, export and report; returns the exit status."""
+    from training.trainer import StopFlag
+
+    config = TrainingConfig.from_hyperparameters(env.hyperparameters)
+    logger.info("configuration: %s", config.to_json())
+    stop_flag = StopFlag()
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        logger.warning("SIGTERM received: stopping after the current batch")
+        stop_flag.set()
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+    built, test_negatives = load_data(env, config)
+    data_seconds = time.perf_counter() - started
+
+    from training import export, report, trainer  # TensorFlow loads here, once the input is valid
+
+    result = trainer.train(
+        config, built, env.checkpoint_dir, stop_flag, test_negatives=test_negatives, emit=_emit
+    )
+    if result.stopped:
+        logger.warning(
+            "stopped by SIGTERM; checkpoint in %s; model/ not written", env.checkpoint_dir
+        )
+        return 0
+
+    metrics = {
+        "best_epoch": result.best_epoch,
+        "validation": result.validation,
+        "test": result.test,
+    }
+    scratch_parent = env.model_dir.parent if env.model_dir.parent.is_dir() else None
+    try:
+        scratch = Path(tempfile.mkdtemp(prefix=".model-staging-", dir=scratch_parent))
+    except OSError:
+        scratch = Path(tempfile.mkdtemp(prefix="model-staging-"))
+    try:
+        export_started = time.perf_counter()
+        artifacts = export.build_artifacts(result.model, config, built, metrics)
+        export.write_model(scratch, artifacts, result.model)
+        export_seconds = time.perf_counter() - export_started
+        timings = {
+            **{f"{name}_seconds": value for name, value in result.timings.items()},
+            "data_seconds": data_seconds,
+            "export_seconds": export_seconds,
+            "total_seconds": time.perf_counter() - started,
+        }
+        report.write_metrics(
+            env.output_data_dir,
+            {
+                **metrics,
+                "history": result.history,
+                "resumed_from_epoch": result.resumed_from_epoch,
+                "early_stopped": result.early_stopped,
+                "config": config.to_json(),
+                "data": built.statistics(),
+                "timings": timings,
+            },
+        )
+        report.plot_learning_curve(env.output_data_dir, result.history, result.best_epoch)
+        from training.artifacts import publish_model_dir
+
+        publish_model_dir(scratch, env.model_dir)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    logger.info("model written to %s in %.1f s", env.model_dir, time.perf_counter() - started)
+    return 0
+
+
+def main() -> int:
+    """Run one training job; never raises. Returns the process exit status."""
+    started = time.perf_counter()
+    _setup_logging()
+    env: Environment | None = None
+    base_dir = Path("/opt/ml")
+    try:
+        env = Environment.from_environ()
+        base_dir = env.base_dir
+        return run(env, started)
+    except UserFacingError as error:
+        message = str(error).strip() or type(error).__name__
+        logger.error("training failed: %s", message)
+        _write_failure(env, base_dir, f"{message}\n")
+        return EXIT_USER_ERROR
+    except BaseException as error:  # the one boundary: anything else is an internal fault
+        if isinstance(error, KeyboardInterrupt | SystemExit) and not isinstance(error, Exception):
+            logger.error("interrupted: %r", error)
+        summary = f"Internal error: {type(error).__name__}: {error}".splitlines()[0]
+        summary = summary[: _FAILURE_REASON_LIMIT - 1]
+        trace = traceback.format_exc()
+        logger.error("%s\n%s", summary, trace)
+        _write_failure(env, base_dir, f"{summary}\n\n{trace}")
+        return EXIT_INTERNAL_ERROR
