@@ -310,6 +310,10 @@ def run_local_deploy(
         raise LaunchError(
             "--local needs --model-data file:///.../model.tar.gz (from ncf train --local)"
         )
+    import tempfile
+    from pathlib import Path
+
+    container_root = container_root or Path(tempfile.mkdtemp(prefix="ncf-local-"))
     session = local_session(settings, container_root, port=port)
     client = session.sagemaker_client
     model_name = create_model(
@@ -339,7 +343,22 @@ def run_local_deploy(
 
 def stop_local_endpoint(session: Any, names: dict[str, Any]) -> None:
     """Stop the local serving container and forget the local model and config."""
+    import threading
+
+    from ncf_launch.train import remove_local_containers
+
     client = session.sagemaker_client
-    client.delete_endpoint(EndpointName=names["endpoint_name"])
+    endpoint = client._endpoints.get(names["endpoint_name"])
+    if endpoint is not None:
+        remove_local_containers(endpoint)
+    # The SDK's hosting thread reports the stopped `docker compose up` as a failure; it is not.
+    previous_hook = threading.excepthook
+    threading.excepthook = lambda hook_args: None
+    try:
+        client.delete_endpoint(EndpointName=names["endpoint_name"])
+        if endpoint is not None and endpoint.container and endpoint.container.container:
+            endpoint.container.container.join(timeout=30)
+    finally:
+        threading.excepthook = previous_hook
     client.delete_endpoint_config(EndpointConfigName=names["endpoint_config_name"])
     client.delete_model(ModelName=names["model_name"])

@@ -14,6 +14,7 @@ which writes ``/opt/ml/input/config/*.json``, mounts the channels and runs
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -263,9 +264,18 @@ def run_local_train(
     trainer = build_trainer(settings, options, context=None)
     request = trainer._create_training_job_args(boto3=True)  # the exact CreateTrainingJob request
     request.pop("Tags", None)  # the local client does not take tags
+    container_root = container_root or Path(tempfile.mkdtemp(prefix="ncf-local-"))
     session = local_session(settings, container_root)
     started = time.monotonic()
-    session.sagemaker_client.create_training_job(**request)
+    try:
+        session.sagemaker_client.create_training_job(**request)
+    except RuntimeError as error:  # the SDK's "docker compose exited with code N"
+        raise LaunchError(
+            f"local training job {request['TrainingJobName']} failed: "
+            f"{local_failure_reason(output_dir) or error} (container log above)"
+        ) from error
+    finally:
+        compose_down_under(container_root)
     description = session.sagemaker_client.describe_training_job(
         TrainingJobName=request["TrainingJobName"]
     )
@@ -275,3 +285,52 @@ def run_local_train(
         "model_artifact": description["ModelArtifacts"]["S3ModelArtifacts"],
         "seconds": round(time.monotonic() - started, 1),
     }
+
+
+def local_failure_reason(output_dir: Path) -> str | None:
+    """The first line of ``output/failure`` from the ``output.tar.gz`` local mode packed."""
+    import tarfile
+
+    archive_path = output_dir / "output.tar.gz"
+    if not archive_path.is_file():
+        return None
+    with tarfile.open(archive_path) as archive:
+        for member in archive.getmembers():
+            if Path(member.name).name == "failure" and member.isfile():
+                handle = archive.extractfile(member)
+                text = handle.read().decode("utf-8", errors="replace") if handle else ""
+                return text.strip().splitlines()[0] if text.strip() else None
+    return None
+
+
+def compose_down(compose_file: Path) -> None:
+    """``docker compose down`` for one local-mode project.
+
+    SageMaker removes its instances after a job; the SDK's local mode leaves the
+    exited containers behind, so this does what SageMaker would.
+    """
+    import subprocess
+
+    from sagemaker.core.local.image import _SageMakerContainer
+
+    if compose_file.is_file():
+        subprocess.run(
+            [*_SageMakerContainer._get_compose_cmd_prefix(), "-f", str(compose_file), "down"],
+            capture_output=True,
+            check=False,
+            timeout=120,
+        )
+
+
+def compose_down_under(root: Path) -> None:
+    """``docker compose down`` for every local-mode project the SDK made under ``root``."""
+    for compose_file in Path(root).glob("*/docker-compose.yaml"):
+        compose_down(compose_file)
+
+
+def remove_local_containers(local_job: Any) -> None:
+    """``docker compose down`` for a running local endpoint or a finished job."""
+    container = getattr(local_job, "container", None)
+    root = getattr(container, "container_root", None)
+    if root:
+        compose_down(Path(root) / "docker-compose.yaml")

@@ -127,17 +127,24 @@ def captured(monkeypatch: pytest.MonkeyPatch) -> Iterator[CapturedCalls]:
     yield capture
 
 
-def docker_build_test_image() -> str:
-    """Build ``TEST_IMAGE`` from the repository's Dockerfile unless it exists already."""
-    present = subprocess.run(
-        ["docker", "image", "inspect", TEST_IMAGE], capture_output=True, check=False
+@pytest.fixture(scope="session")
+def test_image() -> str:
+    """``TEST_IMAGE`` built from the repository's Dockerfile (on the shared base image).
+
+    Built once per session with the same tag and build arguments as the container
+    tests, so both share Docker's layer cache: after the first build only the code
+    layers are rebuilt, in seconds.
+    """
+    base = os.environ.get("NCF_BASE_IMAGE", "local/python:3.11")
+    build = subprocess.run(
+        ["docker", "build", "--build-arg", f"BASE_IMAGE={base}", "-t", TEST_IMAGE, "."],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
     )
-    if present.returncode != 0:
-        base = os.environ.get("NCF_BASE_IMAGE", "local/python:3.11")
-        subprocess.run(
-            ["docker", "build", "--build-arg", f"BASE_IMAGE={base}", "-t", TEST_IMAGE, "."],
-            cwd=REPO_ROOT,
-            check=True,
-            timeout=1800,
-        )
+    assert build.returncode == 0, (
+        f"docker build failed:\n{build.stdout[-3000:]}{build.stderr[-3000:]}"
+    )
     return TEST_IMAGE

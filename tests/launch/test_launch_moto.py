@@ -260,7 +260,8 @@ def test_deploy_updates_an_existing_endpoint_in_place(launch_env, ncf, captured)
         if model.name != "UpdateEndpoint":
             return None
 
-        return SimpleNamespace(status_code=200, headers={}), {"EndpointArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint/ncf-tests"}
+        arn = "arn:aws:sagemaker:us-east-1:123456789012:endpoint/ncf-tests"
+        return SimpleNamespace(status_code=200, headers={}), {"EndpointArn": arn}
 
     def init(self: Any, *args: Any, **kwargs: Any) -> None:
         original_init(self, *args, **kwargs)
