@@ -5,76 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pytest
+from serving_support import random_artifacts
 
-from training.artifacts import ModelArtifacts, ModelMetadata, load_model_dir, save_model_dir
+from training.artifacts import ModelArtifacts, load_model_dir, save_model_dir
 
 MakeArtifacts = Callable[..., ModelArtifacts]
-
-
-def random_artifacts(
-    model_type: str = "neumf",
-    num_users: int = 30,
-    num_items: int = 25,
-    gmf_dim: int = 4,
-    mlp_dim: int = 6,
-    layers: tuple[int, ...] = (8, 4),
-    output_activation: str = "sigmoid",
-    seed: int = 0,
-) -> ModelArtifacts:
-    """Artifacts of ``model_type`` with random weights; users ``u0..`` and items ``i0..``.
-
-    Each user has seen 0..5 random items; item popularity is random.
-    """
-    rng = np.random.default_rng(seed)
-    weights: dict[str, np.ndarray] = {}
-    head = 0
-    if model_type in ("gmf", "neumf"):
-        weights["gmf_user_embedding"] = rng.normal(scale=0.5, size=(num_users, gmf_dim)).astype(
-            np.float32
-        )
-        weights["gmf_item_embedding"] = rng.normal(scale=0.5, size=(num_items, gmf_dim)).astype(
-            np.float32
-        )
-        head += gmf_dim
-    num_layers = 0
-    if model_type in ("mlp", "neumf"):
-        weights["mlp_user_embedding"] = rng.normal(scale=0.5, size=(num_users, mlp_dim)).astype(
-            np.float32
-        )
-        weights["mlp_item_embedding"] = rng.normal(scale=0.5, size=(num_items, mlp_dim)).astype(
-            np.float32
-        )
-        width = 2 * mlp_dim
-        for layer, units in enumerate(layers):
-            weights[f"mlp_kernel_{layer}"] = rng.normal(scale=0.5, size=(width, units)).astype(
-                np.float32
-            )
-            weights[f"mlp_bias_{layer}"] = rng.normal(scale=0.5, size=units).astype(np.float32)
-            width = units
-        head += width
-        num_layers = len(layers)
-    weights["output_kernel"] = rng.normal(scale=0.5, size=(head, 1)).astype(np.float32)
-    weights["output_bias"] = rng.normal(scale=0.5, size=1).astype(np.float32)
-    seen_counts = rng.integers(0, 6, size=num_users)
-    seen_indices = np.concatenate(
-        [rng.choice(num_items, size=count, replace=False) for count in seen_counts]
-    ).astype(np.int32)
-    return ModelArtifacts(
-        metadata=ModelMetadata(
-            model_type=model_type,
-            feedback="implicit" if output_activation == "sigmoid" else "explicit",
-            output_activation=output_activation,
-            num_mlp_layers=num_layers,
-        ),
-        weights=weights,
-        user_ids=np.array([f"u{n}" for n in range(num_users)]),
-        item_ids=np.array([f"i{n}" for n in range(num_items)]),
-        item_popularity=rng.integers(0, 100, size=num_items).astype(np.int64),
-        seen_indptr=np.concatenate([[0], np.cumsum(seen_counts)]).astype(np.int64),
-        seen_indices=seen_indices,
-    )
 
 
 @pytest.fixture

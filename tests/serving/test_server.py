@@ -1,0 +1,229 @@
+"""The real ``container/serve``: gunicorn processes on a free port, over real HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+from serving_support import REPO_ROOT, free_port
+
+pytestmark = pytest.mark.slow
+
+SERVE = REPO_ROOT / "container" / "serve"
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[str]
+    url: str
+    port: int
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+
+def start_server(base_dir: Path, log_path: Path, **env: str) -> Server:
+    port = free_port()
+    log_file = log_path.open("w")
+    process = subprocess.Popen(
+        [sys.executable, str(SERVE)],
+        env={
+            **os.environ,
+            "SAGEMAKER_BASE_DIR": str(base_dir),
+            "SAGEMAKER_BIND_TO_PORT": str(port),
+            "SAGEMAKER_MODEL_SERVER_WORKERS": "2",
+            **env,
+        },
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    return Server(process, f"http://127.0.0.1:{port}", port, log_path)
+
+
+def wait_for_ping(server: Server, status: int = 200, timeout: float = 90) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        assert server.process.poll() is None, f"server exited:\n{server.log()}"
+        try:
+            if requests.get(f"{server.url}/ping", timeout=2).status_code == status:
+                return time.monotonic() - started
+        except requests.RequestException:  # not listening yet, or workers still booting
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"/ping never answered {status}:\n{server.log()}")
+
+
+def stop(server: Server) -> None:
+    if server.process.poll() is None:
+        server.process.send_signal(signal.SIGTERM)
+        try:
+            server.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait()
+
+
+@pytest.fixture(scope="module")
+def model_base_dir(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """An ``/opt/ml`` whose model was written by the real ``container/train`` on synthetic data.
+
+    Falls back to the random-weights model while ``container/train`` does not exist yet.
+    """
+    if (REPO_ROOT / "container" / "train").exists():
+        model_dir: Path = request.getfixturevalue("trained_model_dir")
+    else:
+        model_dir = request.getfixturevalue("random_model_dir")
+    base = tmp_path_factory.mktemp("serve") / "opt_ml"
+    shutil.copytree(model_dir, base / "model")
+    return base
+
+
+@pytest.fixture(scope="module")
+def server(model_base_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    running = start_server(model_base_dir, tmp_path_factory.mktemp("log") / "serve.log")
+    try:
+        wait_for_ping(running)
+        yield running
+    finally:
+        stop(running)
+
+
+@pytest.fixture(scope="module")
+def known_users(model_base_dir: Path) -> list[str]:
+    from training.artifacts import load_model_dir
+
+    return load_model_dir(model_base_dir / "model").user_ids[:20].tolist()
+
+
+def invoke(server: Server, body: str | bytes, content_type: str, **headers: str):
+    return requests.post(
+        f"{server.url}/invocations",
+        data=body,
+        headers={"Content-Type": content_type, **headers},
+        timeout=30,
+    )
+
+
+def test_ping_and_execution_parameters(server: Server) -> None:
+    assert requests.get(f"{server.url}/ping", timeout=5).status_code == 200
+    parameters = requests.get(f"{server.url}/execution-parameters", timeout=5).json()
+    assert parameters["MaxPayloadInMB"] == 6
+    assert parameters["BatchStrategy"] == "MULTI_RECORD"
+
+
+def test_json(server: Server, known_users: list[str]) -> None:
+    body = {"instances": [{"user_id": known_users[0], "k": 5}, {"user_id": "nobody", "k": 2}]}
+    response = invoke(server, json.dumps(body), "application/json")
+    assert response.status_code == 200, response.text
+    first, second = response.json()["predictions"]
+    assert len(first["items"]) == 5
+    assert second["fallback"] == "popularity"
+
+
+def test_json_lines_line_for_line(server: Server, known_users: list[str]) -> None:
+    lines = [{"user_id": user, "k": 1 + n % 5} for n, user in enumerate(known_users)]
+    body = "".join(json.dumps(line) + "\n" for line in lines)
+    response = invoke(server, body, "application/jsonlines")
+    assert response.status_code == 200, response.text
+    assert response.headers["Content-Type"].startswith("application/jsonlines")
+    out = [json.loads(line) for line in response.text.splitlines()]
+    assert [o["user_id"] for o in out] == known_users
+    assert [len(o["items"]) for o in out] == [line["k"] for line in lines]
+
+
+def test_csv_line_for_line(server: Server, known_users: list[str]) -> None:
+    body = "".join(f"{user},3\n" for user in known_users) + "nobody\n"
+    response = invoke(server, body, "text/csv")
+    assert response.status_code == 200, response.text
+    rows = [line.split(",") for line in response.text.splitlines()]
+    assert [row[0] for row in rows] == [*known_users, "nobody"]
+    assert [len(row) for row in rows] == [4] * len(known_users) + [11]
+
+
+def test_errors_over_http(server: Server) -> None:
+    assert invoke(server, "{oops", "application/json").status_code == 400
+    assert invoke(server, "x", "application/xml").status_code == 415
+    assert invoke(server, '{"user_id": "1"}', "application/json", Accept="a/b").status_code == 406
+    assert requests.get(f"{server.url}/nope", timeout=5).status_code == 404
+
+
+def test_chunked_body_over_the_limit_is_413(server: Server) -> None:
+    def chunks() -> Iterator[bytes]:
+        for _ in range(7):
+            yield b" " * (1024 * 1024)
+
+    response = requests.post(
+        f"{server.url}/invocations",
+        data=chunks(),
+        headers={"Content-Type": "application/json"},
+        timeout=30,
+    )
+    assert response.status_code == 413
+    assert requests.get(f"{server.url}/ping", timeout=5).status_code == 200
+
+
+def test_missing_model_fails_ping_without_crash_looping(tmp_path: Path) -> None:
+    base = tmp_path / "opt_ml"
+    base.mkdir()
+    server = start_server(base, tmp_path / "serve.log")
+    try:
+        wait_for_ping(server, status=503)
+        response = requests.get(f"{server.url}/ping", timeout=5)
+        assert "does not exist" in response.json()["error"]
+        time.sleep(1)
+        assert server.process.poll() is None
+        assert "could not be loaded" in server.log()
+    finally:
+        stop(server)
+    assert server.process.returncode == 0
+
+
+def test_sigterm_drains_an_in_flight_request(
+    model_base_dir: Path, known_users: list[str], tmp_path: Path
+) -> None:
+    server = start_server(model_base_dir, tmp_path / "serve.log")
+    wait_for_ping(server)
+    body = json.dumps({"user_id": known_users[0], "k": 3}).encode()
+    head = (
+        f"POST /invocations HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    reply = bytearray()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as conn:
+        conn.sendall(head + body[:5])  # the request is now in flight, its body half sent
+        time.sleep(0.5)
+        signalled = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        time.sleep(1)
+        conn.sendall(body[5:])
+        reader = threading.Thread(target=lambda: reply.extend(_read_all(conn)))
+        reader.start()
+        reader.join(30)
+    server.process.wait(timeout=30)
+    assert time.monotonic() - signalled < 30
+    status_line = bytes(reply).split(b"\r\n", 1)[0]
+    assert b" 200 " in status_line, bytes(reply)
+    assert b'"items"' in bytes(reply)
+
+
+def _read_all(conn: socket.socket) -> bytes:
+    data = bytearray()
+    while chunk := conn.recv(65536):
+        data.extend(chunk)
+    return bytes(data)
