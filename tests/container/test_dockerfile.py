@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,19 @@ def test_lock_files_pin_the_image_dependencies_and_nothing_for_laptops(
     assert text.count("==") <= text.count("--hash=sha256:"), "every pin carries a hash"
     if flavor == "gpu":
         assert "nvidia-cudnn-cu12" in pins, "the GPU flavour brings CUDA libraries from pip"
+
+
+@pytest.mark.parametrize("flavor", ["cpu", "gpu"])
+def test_lock_files_are_current_with_the_image_extras_in_pyproject(flavor: str) -> None:
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    wanted = project["dependencies"] + extras["train"] + extras["serve"]
+    names = {
+        re.split(r"[\s\[<>=!~;]", requirement, maxsplit=1)[0].lower() for requirement in wanted
+    }
+    pins = locked_names(REPO_ROOT / "container" / f"requirements-{flavor}.txt")
+    missing = sorted(name.replace("_", "-") for name in names if name.replace("_", "-") not in pins)
+    assert not missing, f"{missing} not locked: run container/lock-requirements"
 
 
 def test_dockerfile_is_hadolint_clean() -> None:
