@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from ncf_launch.aws import AwsContext
+from ncf_launch.deploy import unique_name
 from ncf_launch.errors import LaunchError
 from ncf_launch.settings import Settings, check_s3_uri
 
@@ -181,8 +182,10 @@ def build_trainer(settings: Settings, options: TrainOptions, context: AwsContext
         trainer_arguments["sagemaker_session"] = context.sagemaker_session()
         if spot or options.checkpoint_s3_uri:
             trainer_arguments["checkpoint_config"] = CheckpointConfig(
+                # One prefix per run by default: a new run must not resume an old one.
+                # (Spot restarts of the same job reuse it; pass the URI to resume on purpose.)
                 s3_uri=options.checkpoint_s3_uri
-                or settings.s3_uri("checkpoints", options.base_job_name),
+                or settings.s3_uri("checkpoints", unique_name(options.base_job_name)),
                 local_path="/opt/ml/checkpoints",
             )
     trainer = ModelTrainer(**trainer_arguments)
