@@ -1,0 +1,221 @@
+"""Encoding, filtering, duplicate collapse and the validation split."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from training.dataset import SeenItems, Vocabulary, build_dataset
+from training.errors import DataError
+from training.synthetic import make_interactions
+
+
+def frame(rows: list[tuple], columns=("user_id", "item_id", "rating", "timestamp")) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=list(columns[: len(rows[0])]))
+
+
+def raw_pairs(dataset, part) -> set[tuple[str, str]]:
+    return set(
+        zip(
+            dataset.users.ids[part.user_index].tolist(),
+            dataset.items.ids[part.item_index].tolist(),
+            strict=True,
+        )
+    )
+
+
+def test_vocabulary_index_of() -> None:
+    vocabulary = Vocabulary(np.array(["a", "b", "42"], dtype=object))
+    assert vocabulary.index_of(["42", "a", "zz"]).tolist() == [2, 0, -1]
+    assert vocabulary.index_of(np.array([42])).tolist() == [2]
+    assert len(vocabulary) == 3
+
+
+def test_seen_items_from_pairs_and_contains() -> None:
+    seen = SeenItems.from_pairs(np.array([2, 0, 0, 2, 0]), np.array([5, 3, 1, 5, 3]), 4)
+    assert seen.indptr.tolist() == [0, 2, 2, 3, 3]
+    assert seen.row(0).tolist() == [1, 3]
+    assert seen.row(1).tolist() == []
+    assert seen.row(2).tolist() == [5]
+    assert seen.contains(np.array([0, 0, 2, 3, 1]), np.array([1, 2, 5, 5, 3])).tolist() == [
+        True,
+        False,
+        True,
+        False,
+        False,
+    ]
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 6), st.integers(0, 9)), min_size=0, max_size=60))
+def test_seen_items_matches_a_set(pairs: list[tuple[int, int]]) -> None:
+    users = np.array([p[0] for p in pairs], dtype=np.int64)
+    items = np.array([p[1] for p in pairs], dtype=np.int64)
+    seen = SeenItems.from_pairs(users, items, 7)
+    expected = set(pairs)
+    grid_u, grid_i = np.meshgrid(np.arange(7), np.arange(10), indexing="ij")
+    got = seen.contains(grid_u.ravel(), grid_i.ravel())
+    assert {
+        (int(u), int(i)) for u, i, g in zip(grid_u.ravel(), grid_i.ravel(), got, strict=True) if g
+    } == expected
+    for user in range(7):
+        row = seen.row(user)
+        assert row.tolist() == sorted({i for u, i in pairs if u == user})
+
+
+def test_leave_latest_out_by_timestamp() -> None:
+    train = frame(
+        [
+            ("u1", "a", 5.0, 30),
+            ("u1", "b", 5.0, 10),
+            ("u1", "c", 5.0, 20),
+            ("u2", "a", 5.0, 5),
+            ("u2", "d", 5.0, 50),
+            ("u3", "b", 5.0, 1),  # a single interaction: stays in train
+        ]
+    )
+    dataset = build_dataset(train, None, None)
+    assert dataset.validation_source == "leave_latest_out"
+    assert raw_pairs(dataset, dataset.validation) == {("u1", "a"), ("u2", "d")}
+    assert raw_pairs(dataset, dataset.train) == {("u1", "b"), ("u1", "c"), ("u2", "a"), ("u3", "b")}
+    assert not set(raw_pairs(dataset, dataset.validation)) & raw_pairs(dataset, dataset.train)
+
+
+def test_leave_random_out_is_seeded_and_deterministic() -> None:
+    data = make_interactions().drop(columns=["rating", "timestamp"])
+    first = build_dataset(data, None, None, seed=3)
+    again = build_dataset(data, None, None, seed=3)
+    other = build_dataset(data, None, None, seed=4)
+    assert first.validation_source == "leave_random_out"
+    assert np.array_equal(first.validation.item_index, again.validation.item_index)
+    assert not np.array_equal(first.validation.item_index, other.validation.item_index)
+    # One held-out row per user, and every row accounted for exactly once.
+    assert len(np.unique(first.validation.user_index)) == len(first.validation) == 200
+    assert len(first.train) + len(first.validation) == len(data)
+
+
+def test_leave_latest_out_on_synthetic_data_picks_each_users_max_time() -> None:
+    data = make_interactions()
+    dataset = build_dataset(data, None, None, seed=0)
+    latest = data.loc[data.groupby("user_id")["timestamp"].idxmax()]
+    assert raw_pairs(dataset, dataset.validation) == set(
+        zip(latest["user_id"], latest["item_id"], strict=True)
+    )
+
+
+def test_validation_channel_is_used_as_given() -> None:
+    train = frame([("u1", "a"), ("u1", "b"), ("u2", "a")], ("user_id", "item_id"))
+    validation = frame([("u1", "c"), ("u9", "a")], ("user_id", "item_id"))
+    test = frame([("u2", "z")], ("user_id", "item_id"))
+    dataset = build_dataset(train, validation, test)
+    assert dataset.validation_source == "channel"
+    assert len(dataset.train) == 3
+    # Vocabulary is the union of all channels, sorted; popularity counts train only.
+    assert dataset.users.ids.tolist() == ["u1", "u2", "u9"]
+    assert dataset.items.ids.tolist() == ["a", "b", "c", "z"]
+    assert dataset.item_popularity.tolist() == [2, 1, 0, 0]
+    assert raw_pairs(dataset, dataset.test) == {("u2", "z")}
+    assert dataset.train_seen.row(0).tolist() == [0, 1]
+    assert dataset.all_seen.row(0).tolist() == [0, 1, 2]
+    assert dataset.all_seen.row(1).tolist() == [0, 3]
+
+
+def test_test_negatives_ids_join_the_vocabulary() -> None:
+    train = frame([("u1", "a"), ("u1", "b"), ("u2", "a")], ("user_id", "item_id"))
+    negatives = pd.DataFrame(
+        {"user_id": ["u1"], "item_id": ["c"], "negative_item_ids": [["d", "a"]]}
+    )
+    dataset = build_dataset(
+        train, frame([("u2", "b")], ("user_id", "item_id")), None, test_negatives=negatives
+    )
+    assert dataset.items.ids.tolist() == ["a", "b", "c", "d"]
+
+
+def test_implicit_threshold_and_duplicate_collapse() -> None:
+    train = frame(
+        [
+            ("u1", "a", 5.0, 1),
+            ("u1", "a", 4.0, 2),  # duplicate: collapses
+            ("u1", "b", 2.0, 3),  # below threshold: dropped
+            ("u1", "c", 4.0, 4),
+            ("u2", "a", 4.5, 1),
+            ("u2", "c", 3.0, 2),
+        ]
+    )
+    validation = frame([("u1", "d", 1.0, 9), ("u2", "d", 5.0, 9)])
+    dataset = build_dataset(train, validation, None, min_rating=3.5)
+    assert raw_pairs(dataset, dataset.train) == {("u1", "a"), ("u1", "c"), ("u2", "a")}
+    assert len(dataset.train) == 3
+    assert raw_pairs(dataset, dataset.validation) == {("u2", "d")}
+    assert "b" not in dataset.items.ids.tolist()
+
+
+def test_explicit_keeps_latest_rating() -> None:
+    train = frame(
+        [
+            ("u1", "a", 1.0, 50),
+            ("u1", "a", 5.0, 10),
+            ("u1", "b", 3.0, 1),
+            ("u2", "a", 2.0, 1),
+            ("u2", "a", 4.0, 1),  # same time: the later row wins
+        ]
+    )
+    dataset = build_dataset(train, frame([("u2", "b", 3.0, 5)]), None, feedback="explicit")
+    ratings = {
+        pair: float(rating)
+        for pair, rating in zip(
+            zip(
+                dataset.users.ids[dataset.train.user_index],
+                dataset.items.ids[dataset.train.item_index],
+                strict=True,
+            ),
+            dataset.train.rating,
+            strict=True,
+        )
+    }
+    assert ratings == {("u1", "a"): 1.0, ("u1", "b"): 3.0, ("u2", "a"): 4.0}
+    assert dataset.train.rating.dtype == np.float32
+
+
+def test_explicit_without_ratings_fails() -> None:
+    with pytest.raises(DataError, match="explicit feedback predicts ratings"):
+        build_dataset(
+            frame([("u1", "a"), ("u2", "b")], ("user_id", "item_id")),
+            None,
+            None,
+            feedback="explicit",
+        )
+
+
+def test_min_rating_without_ratings_fails() -> None:
+    with pytest.raises(DataError, match="min_rating=4"):
+        build_dataset(
+            frame([("u1", "a"), ("u2", "b")], ("user_id", "item_id")), None, None, min_rating=4
+        )
+
+
+def test_too_few_users_or_items_names_counts() -> None:
+    with pytest.raises(DataError, match=r"1 user\(s\) and 2 item\(s\)"):
+        build_dataset(frame([("u1", "a"), ("u1", "b")], ("user_id", "item_id")), None, None)
+    data = frame(
+        [("u1", "a", 1.0), ("u2", "b", 1.0), ("u2", "a", 5.0)], ("user_id", "item_id", "rating")
+    )
+    with pytest.raises(DataError, match=r"rating >= 4.*lower min_rating"):
+        build_dataset(data, None, None, min_rating=4)
+
+
+def test_no_user_with_two_interactions_needs_a_validation_channel() -> None:
+    with pytest.raises(DataError, match="provide a validation channel"):
+        build_dataset(frame([("u1", "a"), ("u2", "b")], ("user_id", "item_id")), None, None)
+
+
+def test_statistics_are_plain_json() -> None:
+    import json
+
+    dataset = build_dataset(make_interactions(), None, None)
+    stats = dataset.statistics()
+    json.dumps(stats)
+    assert stats["num_users"] == 200 and stats["validation_interactions"] == 200

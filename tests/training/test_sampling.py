@@ -1,0 +1,111 @@
+"""Negative sampling never draws a user's positives, and is uniform over the rest."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import training.sampling as sampling
+from training.dataset import Interactions, SeenItems
+from training.errors import DataError
+from training.sampling import sample_negatives, training_examples
+
+
+@pytest.fixture(params=["dense", "exact"])
+def method(request, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run each test on both code paths (dense rejection table and exact by rank)."""
+    if request.param == "exact":
+        monkeypatch.setattr(sampling, "DENSE_CELLS_LIMIT", 0)
+    return request.param
+
+
+def random_seen(rng: np.random.Generator, num_users: int, num_items: int, density: float):
+    mask = rng.random((num_users, num_items)) < density
+    mask[np.arange(num_users), rng.integers(num_items, size=num_users)] = False  # one free item
+    users, items = np.nonzero(mask)
+    return SeenItems.from_pairs(users, items, num_users), mask
+
+
+def test_never_draws_positives_over_many_draws(method: str) -> None:
+    rng = np.random.default_rng(0)
+    seen, mask = random_seen(rng, 50, 40, 0.6)
+    users = np.repeat(np.arange(50), 40)
+    drawn = sample_negatives(users, seen, 40, 25, rng)
+    assert drawn.shape == (2000, 25) and drawn.dtype == np.int32
+    assert not mask[users[:, None], drawn].any()
+    # Uniform over each user's unseen items: every unseen item shows up.
+    for user in range(50):
+        got = np.unique(drawn[users == user])
+        assert got.tolist() == np.flatnonzero(~mask[user]).tolist()
+
+
+def test_user_who_has_seen_all_but_one_item(method: str) -> None:
+    num_items = 500
+    items = np.delete(np.arange(num_items), 137)
+    seen = SeenItems.from_pairs(np.zeros(len(items), dtype=np.int64), items, 2)
+    drawn = sample_negatives(np.array([0, 0, 1]), seen, num_items, 64, np.random.default_rng(1))
+    assert (drawn[:2] == 137).all()
+    assert (drawn[2] >= 0).all() and (drawn[2] < num_items).all()
+
+
+def test_user_who_has_seen_everything_fails(method: str) -> None:
+    seen = SeenItems.from_pairs(np.array([0, 0, 0, 1]), np.array([0, 1, 2, 0]), 2)
+    with pytest.raises(DataError, match=r"1 user\(s\).*every one of the 3 items"):
+        sample_negatives(np.array([1, 0]), seen, 3, 4, np.random.default_rng(0))
+
+
+def test_uniformity_chi_square_like(method: str) -> None:
+    rng = np.random.default_rng(5)
+    seen = SeenItems.from_pairs(np.array([0, 0, 0]), np.array([2, 5, 7]), 1)
+    drawn = sample_negatives(np.zeros(20_000, dtype=np.int64), seen, 10, 5, rng)
+    counts = np.bincount(drawn.ravel(), minlength=10)
+    assert counts[[2, 5, 7]].sum() == 0
+    free = counts[[0, 1, 3, 4, 6, 8, 9]]
+    expected = 100_000 / 7
+    assert np.all(np.abs(free - expected) < 5 * np.sqrt(expected))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(1, 8),
+    st.integers(2, 30),
+    st.floats(0.0, 0.95),
+    st.integers(0, 2**31),
+    st.booleans(),
+)
+def test_property_no_positive_is_ever_drawn(
+    num_users: int, num_items: int, density: float, seed: int, exact: bool
+) -> None:
+    rng = np.random.default_rng(seed)
+    seen, mask = random_seen(rng, num_users, num_items, density)
+    limit = sampling.DENSE_CELLS_LIMIT
+    sampling.DENSE_CELLS_LIMIT = 0 if exact else limit
+    try:
+        users = rng.integers(num_users, size=64)
+        drawn = sample_negatives(users, seen, num_items, 7, rng)
+    finally:
+        sampling.DENSE_CELLS_LIMIT = limit
+    assert not mask[users[:, None], drawn].any()
+    assert ((drawn >= 0) & (drawn < num_items)).all()
+
+
+def test_training_examples_epoch(method: str) -> None:
+    rng = np.random.default_rng(2)
+    seen, mask = random_seen(rng, 30, 50, 0.2)
+    users, items = seen.pairs()
+    train = Interactions(users, items)
+    u, i, y = training_examples(train, seen, 50, 4, rng)
+    assert len(u) == len(i) == len(y) == 5 * len(users)
+    assert u.dtype == np.int32 and i.dtype == np.int32 and y.dtype == np.float32
+    assert y.sum() == len(users)
+    assert mask[u[y == 1], i[y == 1]].all()
+    assert not mask[u[y == 0], i[y == 0]].any()
+    # Each user gets num_negatives negatives per positive.
+    assert np.array_equal(np.bincount(u[y == 0], minlength=30), 4 * seen.counts())
+    # Shuffled: labels are not all at the front.
+    assert y[: len(users)].mean() < 0.9
+    # Fresh negatives each epoch.
+    _, i2, _ = training_examples(train, seen, 50, 4, rng)
+    assert not np.array_equal(i, i2)

@@ -1,0 +1,431 @@
+"""Encoding raw interactions as indices, and the train / validation / test split.
+
+Vocabularies are the union of the ids of every channel given (train,
+validation, test), sorted as strings: a validation or test user or item always
+has an index, even when it never occurs in ``train`` (its embedding is then
+untrained, which is the honest cold-start behaviour for a metric). Item
+popularity counts ``train`` only. Everything here is vectorised NumPy/pandas.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from training.data import ITEM, NEGATIVES, RATING, TIMESTAMP, USER
+from training.errors import DataError
+
+FEEDBACK_TYPES = ("implicit", "explicit")
+
+#: Fewest distinct users and items ``train`` must keep after filtering: with
+#: one user or one item there is nothing to rank or to contrast.
+MIN_USERS = 2
+MIN_ITEMS = 2
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Raw ids <-> dense indices. ``ids[i]`` is the raw id of index ``i``."""
+
+    ids: np.ndarray  # [n] object array of str
+    _index: pd.Index = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        ids = np.asarray(self.ids, dtype=object)
+        object.__setattr__(self, "ids", ids)
+        object.__setattr__(self, "_index", pd.Index(ids, dtype=object))
+
+    def index_of(self, raw_ids: Any) -> np.ndarray:
+        """Indices of ``raw_ids`` (int64), ``-1`` where an id is unknown."""
+        values = np.asarray(raw_ids, dtype=object)
+        flat = values.ravel()
+        if flat.size and not isinstance(flat[0], str):
+            flat = flat.astype(str).astype(object)
+        found = self._index.get_indexer(flat).astype(np.int64)
+        return found.reshape(values.shape)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass(frozen=True)
+class Interactions:
+    """Interactions as index arrays (one row per (user, item) after collapsing)."""
+
+    user_index: np.ndarray  # [n] int32
+    item_index: np.ndarray  # [n] int32
+    rating: np.ndarray | None = None  # [n] float32
+    timestamp: np.ndarray | None = None  # [n] int64 or float64
+
+    def __len__(self) -> int:
+        return len(self.user_index)
+
+    def take(self, rows: np.ndarray) -> Interactions:
+        """The interactions at ``rows`` (indices or a boolean mask)."""
+        return Interactions(
+            self.user_index[rows],
+            self.item_index[rows],
+            None if self.rating is None else self.rating[rows],
+            None if self.timestamp is None else self.timestamp[rows],
+        )
+
+
+@dataclass(frozen=True)
+class SeenItems:
+    """Each user's items as CSR: row ``u`` is ``indices[indptr[u]:indptr[u+1]]``, sorted, unique."""
+
+    indptr: np.ndarray  # [num_users + 1] int64
+    indices: np.ndarray  # [nnz] int32
+    _keys: np.ndarray = field(init=False, repr=False, compare=False)
+    _cache: dict[Any, np.ndarray] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_cache", {})
+        indptr = np.asarray(self.indptr, dtype=np.int64)
+        indices = np.asarray(self.indices, dtype=np.int32)
+        object.__setattr__(self, "indptr", indptr)
+        object.__setattr__(self, "indices", indices)
+        rows = np.repeat(np.arange(len(indptr) - 1, dtype=np.int64), np.diff(indptr))
+        # Globally sorted keys (user, item) -> one searchsorted answers membership.
+        object.__setattr__(self, "_keys", (rows << 32) | indices.astype(np.int64))
+
+    @classmethod
+    def from_pairs(
+        cls, user_index: np.ndarray, item_index: np.ndarray, num_users: int
+    ) -> SeenItems:
+        """Build from (user, item) pairs; duplicates collapse."""
+        users = np.asarray(user_index, dtype=np.int64)
+        items = np.asarray(item_index, dtype=np.int64)
+        keys = np.sort((users << 32) | items)  # np.unique hashes: far slower here
+        if len(keys) > 1:
+            distinct = np.ones(len(keys), dtype=bool)
+            distinct[1:] = keys[1:] != keys[:-1]
+            keys = keys[distinct]
+        key_users = keys >> 32
+        counts = np.bincount(key_users, minlength=num_users)
+        if len(counts) > num_users:
+            raise ValueError(f"user index {int(key_users.max())} >= num_users {num_users}")
+        indptr = np.zeros(num_users + 1, dtype=np.int64)
+        np.cumsum(counts, out=indptr[1:])
+        return cls(indptr, (keys & 0xFFFFFFFF).astype(np.int32))
+
+    @property
+    def num_users(self) -> int:
+        """Rows (users) of the matrix."""
+        return len(self.indptr) - 1
+
+    @property
+    def nnz(self) -> int:
+        """Stored (user, item) pairs."""
+        return len(self.indices)
+
+    def counts(self) -> np.ndarray:
+        """``[num_users]`` int64 items per user."""
+        return np.diff(self.indptr)
+
+    def row(self, user: int) -> np.ndarray:
+        """The sorted item indices of ``user``."""
+        return self.indices[self.indptr[user] : self.indptr[user + 1]]
+
+    def contains(self, user_index: np.ndarray, item_index: np.ndarray) -> np.ndarray:
+        """``bool [n]``: whether each (user, item) pair is stored (broadcasts)."""
+        users, items = np.broadcast_arrays(
+            np.asarray(user_index, dtype=np.int64), np.asarray(item_index, dtype=np.int64)
+        )
+        query = (users << 32) | items
+        if len(self._keys) == 0:
+            return np.zeros(query.shape, dtype=bool)
+        position = np.searchsorted(self._keys, query)
+        position = np.minimum(position, len(self._keys) - 1)
+        return self._keys[position] == query
+
+    def union(self, other: SeenItems) -> SeenItems:
+        """Both sets of pairs per user (same number of users)."""
+        users = np.concatenate([self._keys >> 32, other._keys >> 32])
+        items = np.concatenate([self.indices, other.indices])
+        return SeenItems.from_pairs(users, items, max(self.num_users, other.num_users))
+
+    def pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(users int32, items int32)`` of every stored pair, user-major."""
+        return (self._keys >> 32).astype(np.int32), self.indices
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Everything training, evaluation and export need, as indices.
+
+    Attributes:
+        users, items: The vocabularies (union of all channels).
+        train: What the model fits.
+        validation: For model selection: the ``validation`` channel, else each
+            user's latest ``train`` interaction (see :func:`build_dataset`).
+        test: The ``test`` channel, if given (reported once, at the end).
+        train_seen: ``train`` positives per user: never drawn as negatives.
+        all_seen: train + validation (+ test) per user: what serving excludes.
+        item_popularity: ``[num_items]`` int64 ``train`` interaction counts.
+        feedback: ``"implicit"`` or ``"explicit"``.
+        validation_source: ``"channel"`` or ``"leave_latest_out"`` or
+            ``"leave_random_out"`` (no timestamps).
+    """
+
+    users: Vocabulary
+    items: Vocabulary
+    train: Interactions
+    validation: Interactions
+    test: Interactions | None
+    train_seen: SeenItems
+    all_seen: SeenItems
+    item_popularity: np.ndarray
+    feedback: str
+    validation_source: str = "channel"
+
+    @property
+    def num_users(self) -> int:
+        """Users in the vocabulary."""
+        return len(self.users)
+
+    @property
+    def num_items(self) -> int:
+        """Items in the vocabulary."""
+        return len(self.items)
+
+    def statistics(self) -> dict[str, Any]:
+        """Plain-JSON data statistics for ``metadata.json`` and logs."""
+        stats: dict[str, Any] = {
+            "num_users": self.num_users,
+            "num_items": self.num_items,
+            "feedback": self.feedback,
+            "train_interactions": len(self.train),
+            "train_users": int(np.count_nonzero(self.train_seen.counts())),
+            "train_items": int(np.count_nonzero(self.item_popularity)),
+            "validation_interactions": len(self.validation),
+            "validation_source": self.validation_source,
+            "test_interactions": 0 if self.test is None else len(self.test),
+            "density": len(self.train) / max(1, self.num_users * self.num_items),
+        }
+        if self.train.rating is not None:
+            stats["train_rating_mean"] = float(np.mean(self.train.rating)) if len(self.train) else 0
+        return stats
+
+
+# --------------------------------------------------------------------------- building
+
+
+def _check_frame(
+    frame: pd.DataFrame, name: str, feedback: str, min_rating: float | None
+) -> pd.DataFrame:
+    """Check one channel's columns and apply the rating threshold (raw ids kept)."""
+    missing = [column for column in (USER, ITEM) if column not in frame.columns]
+    if missing:
+        raise DataError(
+            f"{name} data lacks the column(s) {missing}; columns found: {list(frame.columns)}"
+        )
+    needs_rating = feedback == "explicit" or min_rating is not None
+    if needs_rating and RATING not in frame.columns:
+        why = (
+            "explicit feedback predicts ratings"
+            if feedback == "explicit"
+            else f"min_rating={min_rating} filters on ratings"
+        )
+        raise DataError(
+            f"{name} data has no rating column but {why}; columns found: "
+            f"{list(frame.columns)}. Set rating_column to the rating column, or "
+            + ("use feedback=implicit." if feedback == "explicit" else "unset min_rating.")
+        )
+    if RATING in frame.columns:
+        missing_rating = frame[RATING].isna().to_numpy()
+        if missing_rating.any():
+            raise DataError(
+                f"{name} data has {int(missing_rating.sum())} rows without a rating; "
+                "fill or drop them"
+            )
+    for column in (USER, ITEM):
+        if frame[column].isna().any():
+            raise DataError(
+                f"{name} data has {int(frame[column].isna().sum())} rows with an empty {column}"
+            )
+    if min_rating is not None:
+        frame = frame[frame[RATING].to_numpy(dtype=np.float64) >= min_rating]
+    return frame
+
+
+def _latest_unique(interactions: Interactions) -> Interactions:
+    """Collapse duplicate (user, item) rows onto the latest (by timestamp, then row order)."""
+    n = len(interactions)
+    if n < 2:
+        return interactions
+    keys = (interactions.user_index.astype(np.int64) << 32) | interactions.item_index.astype(
+        np.int64
+    )
+    sorted_keys = np.sort(keys)
+    if not (sorted_keys[1:] == sorted_keys[:-1]).any():
+        return interactions
+    # Position in time order: stable sort by timestamp keeps row order among equal times.
+    if interactions.timestamp is not None:
+        position = np.empty(n, dtype=np.int64)
+        position[np.argsort(interactions.timestamp, kind="stable")] = np.arange(n)
+    else:
+        position = np.arange(n)
+    order = np.lexsort((position, keys))
+    ordered = keys[order]
+    last = np.ones(n, dtype=bool)
+    last[:-1] = ordered[:-1] != ordered[1:]
+    return interactions.take(np.sort(order[last]))
+
+
+def leave_one_out(train: Interactions, num_users: int, seed: int) -> tuple[np.ndarray, str]:
+    """Rows of ``train`` to hold out: each user's latest interaction.
+
+    By timestamp when there are timestamps (ties broken at random with
+    ``seed``), else one interaction per user at random with ``seed``. Users
+    with a single interaction keep it in ``train`` (they get no validation row).
+    Deterministic for a given ``seed`` and input.
+
+    Returns:
+        (sorted row indices into ``train``, ``"leave_latest_out"`` or ``"leave_random_out"``)
+    """
+    rng = np.random.default_rng(seed)
+    users = train.user_index
+    order = rng.permutation(len(train))  # random tie-break
+    if train.timestamp is not None:
+        order = order[np.argsort(train.timestamp[order], kind="stable")]
+        source = "leave_latest_out"
+    else:
+        source = "leave_random_out"
+    order = order[np.argsort(users[order], kind="stable")]
+    sorted_users = users[order]
+    is_last = np.ones(len(order), dtype=bool)
+    is_last[:-1] = sorted_users[:-1] != sorted_users[1:]
+    counts = np.bincount(users, minlength=num_users)
+    held = order[is_last & (counts[sorted_users] >= 2)]
+    return np.sort(held), source
+
+
+def build_dataset(
+    train: pd.DataFrame,
+    validation: pd.DataFrame | None,
+    test: pd.DataFrame | None,
+    *,
+    feedback: str = "implicit",
+    min_rating: float | None = None,
+    seed: int = 0,
+    test_negatives: pd.DataFrame | None = None,
+) -> Dataset:
+    """Encode the channels and carve a validation split if none is given.
+
+    Implicit feedback: every interaction is a positive; with ``min_rating``
+    only rows with ``rating >= min_rating`` (in every channel: a low-rated
+    held-out item is not a positive either). Explicit feedback: ratings are the
+    targets. Either way duplicate (user, item) rows within a channel collapse
+    onto the latest one (by timestamp, then row order), keeping its rating.
+
+    Without a validation channel, each user's latest ``train`` interaction
+    (see :func:`leave_one_out`) becomes the validation row.
+
+    The vocabularies are the sorted union of the ids of every channel given,
+    ``test_negatives`` (a :func:`training.data.read_test_negatives` frame)
+    included, so every evaluated id has an index.
+
+    Raises:
+        DataError: No rating column where one is needed, empty ids, too few
+            users or items left to train on, or no validation row at all.
+    """
+    if feedback not in FEEDBACK_TYPES:
+        raise DataError(f"feedback must be one of {FEEDBACK_TYPES}, got {feedback!r}")
+    named = {"train": train, "validation": validation, "test": test}
+    frames = {
+        name: _check_frame(frame, name, feedback, min_rating)
+        for name, frame in named.items()
+        if frame is not None
+    }
+    train_frame = frames["train"]
+    n_users = train_frame[USER].nunique()
+    n_items = train_frame[ITEM].nunique()
+    if n_users < MIN_USERS or n_items < MIN_ITEMS:
+        threshold = "" if min_rating is None else f" with rating >= {min_rating}"
+        raise DataError(
+            f"too little data to train: the train channel has {len(train_frame)} "
+            f"interactions{threshold} from {n_users} user(s) and {n_items} item(s); "
+            f"at least {MIN_USERS} users and {MIN_ITEMS} items are needed"
+            + (" (lower min_rating?)" if min_rating is not None else "")
+        )
+
+    # One factorize per column over every channel: fast on Arrow strings, and
+    # the codes are the indices (sort=True: index order = sorted raw ids).
+    extra_users: list[pd.Series] = []
+    extra_items: list[pd.Series] = []
+    if test_negatives is not None and len(test_negatives):
+        extra_users.append(test_negatives[USER].astype(str))
+        extra_items.append(test_negatives[ITEM].astype(str))
+        extra_items.append(
+            pd.Series(np.concatenate(test_negatives[NEGATIVES].map(np.asarray).to_list())).astype(
+                str
+            )
+        )
+    lengths = [len(frame) for frame in frames.values()]
+    bounds = np.cumsum([0, *lengths])
+    codes: dict[str, np.ndarray] = {}
+    vocabularies: dict[str, Vocabulary] = {}
+    for column, extra in ((USER, extra_users), (ITEM, extra_items)):
+        parts = [frame[column].astype(str) for frame in frames.values()] + extra
+        values = pd.concat(parts, ignore_index=True)
+        column_codes, uniques = pd.factorize(values, sort=True)
+        codes[column] = column_codes.astype(np.int32)
+        vocabularies[column] = Vocabulary(np.asarray(uniques, dtype=object))
+    users, items = vocabularies[USER], vocabularies[ITEM]
+
+    encoded: dict[str, Interactions] = {}
+    for position, (name, frame) in enumerate(frames.items()):
+        lo, hi = bounds[position], bounds[position + 1]
+        encoded[name] = _latest_unique(
+            Interactions(
+                codes[USER][lo:hi],
+                codes[ITEM][lo:hi],
+                frame[RATING].to_numpy(dtype=np.float32) if RATING in frame.columns else None,
+                frame[TIMESTAMP].to_numpy() if TIMESTAMP in frame.columns else None,
+            )
+        )
+
+    train_ix = encoded["train"]
+    if "validation" in encoded:
+        validation_ix = encoded["validation"]
+        source = "channel"
+    else:
+        held, source = leave_one_out(train_ix, len(users), seed)
+        keep = np.ones(len(train_ix), dtype=bool)
+        keep[held] = False
+        validation_ix = train_ix.take(held)
+        train_ix = train_ix.take(keep)
+    if len(validation_ix) == 0:
+        raise DataError(
+            "no validation data: the validation channel is empty after filtering"
+            if source == "channel"
+            else "no user has two or more interactions, so none can be held out for "
+            "validation; provide a validation channel"
+        )
+    test_ix = encoded.get("test")
+
+    num_users, num_items = len(users), len(items)
+    train_seen = SeenItems.from_pairs(train_ix.user_index, train_ix.item_index, num_users)
+    parts_ix = [train_ix, validation_ix] + ([test_ix] if test_ix is not None else [])
+    all_seen = SeenItems.from_pairs(
+        np.concatenate([p.user_index for p in parts_ix]),
+        np.concatenate([p.item_index for p in parts_ix]),
+        num_users,
+    )
+    popularity = np.bincount(train_ix.item_index, minlength=num_items).astype(np.int64)
+    return Dataset(
+        users=users,
+        items=items,
+        train=train_ix,
+        validation=validation_ix,
+        test=test_ix,
+        train_seen=train_seen,
+        all_seen=all_seen,
+        item_popularity=popularity,
+        feedback=feedback,
+        validation_source=source,
+    )

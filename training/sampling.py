@@ -1,0 +1,177 @@
+"""Negative sampling: uniform over the items a user has *not* interacted with.
+
+Sampling is exact and vectorised, with no rejection loop: for a user whose
+sorted seen items are ``s_0 < s_1 < ...``, the ``r``-th unseen item (0-based) is
+``r + #{j : s_j - j <= r}``. The values ``s_j - j`` are non-decreasing within a
+row, so one global ``searchsorted`` over ``(user, s_j - j)`` keys maps a uniform
+rank ``r in [0, num_items - |seen(u)|)`` to an unseen item for every cell at
+once. A user's own positives are therefore never drawn, by construction, and
+the cost does not grow for heavy users (a rejection sampler would loop longest
+exactly on them).
+
+A user who has seen every item has no negative to draw; that is detected up
+front (``|seen(u)| >= num_items``) and raised as :class:`DataError`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from training.dataset import Interactions, SeenItems
+from training.errors import DataError
+
+
+def _gap_keys(seen: SeenItems, num_items: int) -> np.ndarray:
+    """Sorted keys ``user * (num_items + 1) + (s_j - j)`` (cached on the SeenItems object)."""
+    cache = seen._cache
+    cached = cache.get(("gap_keys", num_items))
+    if cached is not None:
+        return cached
+    counts = seen.counts()
+    rows = np.repeat(np.arange(seen.num_users, dtype=np.int64), counts)
+    within = np.arange(seen.nnz, dtype=np.int64) - np.repeat(seen.indptr[:-1], counts)
+    keys = rows * (num_items + 1) + (seen.indices.astype(np.int64) - within)
+    cache[("gap_keys", num_items)] = keys
+    return keys
+
+
+def free_counts(user_index: np.ndarray, seen: SeenItems, num_items: int) -> np.ndarray:
+    """How many items each user has *not* seen (int64)."""
+    return num_items - seen.counts()[user_index]
+
+
+def _check_users(user_index: np.ndarray, seen: SeenItems, num_items: int) -> None:
+    if len(user_index) == 0:
+        return
+    if user_index.min() < 0 or user_index.max() >= seen.num_users:
+        raise ValueError(
+            f"user indices must lie in [0, {seen.num_users}); got "
+            f"[{user_index.min()}, {user_index.max()}]"
+        )
+    if seen.nnz and int(seen.indices.max()) >= num_items:
+        raise ValueError(
+            f"seen items hold index {int(seen.indices.max())} >= num_items {num_items}"
+        )
+    full = free_counts(user_index, seen, num_items) <= 0
+    if full.any():
+        users = np.unique(user_index[full])
+        raise DataError(
+            f"{len(users)} user(s) (e.g. index {int(users[0])}) interacted with every one of "
+            f"the {num_items} items, so no negative item can be sampled for them; remove "
+            "those users or add items"
+        )
+
+
+#: Up to this many (user, item) cells, membership is a dense boolean lookup
+#: table (one byte per cell, e.g. 22 MB for MovieLens-1M) and sampling is
+#: rejection of the seen cells only; above it, exact sampling by rank
+#: (memory proportional to the interactions).
+DENSE_CELLS_LIMIT = 1 << 26
+_REJECTION_ROUNDS = 8
+
+
+def _dense_table(seen: SeenItems, num_items: int) -> np.ndarray:
+    cache = seen._cache
+    table = cache.get(("dense", num_items))
+    if table is None:
+        table = np.zeros(seen.num_users * num_items, dtype=bool)
+        users, items = seen.pairs()
+        table[users.astype(np.int64) * num_items + items] = True
+        cache[("dense", num_items)] = table
+    return table
+
+
+def _exact(
+    users: np.ndarray,
+    seen: SeenItems,
+    num_items: int,
+    shape: tuple[int, ...],
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Uniform unseen items by rank (see the module docstring); ``users`` int64 [n]."""
+    free = free_counts(users, seen, num_items)
+    ranks = (rng.random((len(users), *shape)) * free.reshape(-1, *([1] * len(shape)))).astype(
+        np.int64
+    )
+    np.minimum(ranks, (free - 1).reshape(-1, *([1] * len(shape))), out=ranks)  # float rounding
+    keys = _gap_keys(seen, num_items)
+    query = (users * (num_items + 1)).reshape(-1, *([1] * len(shape))) + ranks
+    below = np.searchsorted(keys, query.ravel(), side="right").reshape(query.shape)
+    below -= seen.indptr[users].reshape(-1, *([1] * len(shape)))
+    return ranks + below
+
+
+def sample_negatives(
+    user_index: np.ndarray,
+    seen: SeenItems,
+    num_items: int,
+    num_per_row: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Draw ``num_per_row`` negatives per row, uniformly among the row user's unseen items.
+
+    Draws are independent (with replacement within a row). Two exact methods,
+    chosen by size: below :data:`DENSE_CELLS_LIMIT` cells, uniform draws with
+    the seen cells re-drawn (only those, for a few rounds; what is still left
+    is drawn by rank); above it, every cell by rank. Either way the result is
+    uniform over the unseen items and never a seen one.
+
+    Returns:
+        ``[len(user_index), num_per_row]`` int32 item indices, none in ``seen[user]``.
+
+    Raises:
+        DataError: A user has seen every item (no negative exists), detected
+            up front from the row lengths of ``seen``.
+    """
+    users = np.asarray(user_index, dtype=np.int64)
+    _check_users(users, seen, num_items)
+    if len(users) == 0 or num_per_row == 0:
+        return np.zeros((len(users), num_per_row), dtype=np.int32)
+    if seen.num_users * num_items > DENSE_CELLS_LIMIT:
+        return _exact(users, seen, num_items, (num_per_row,), rng).astype(np.int32)
+    table = _dense_table(seen, num_items)
+    drawn = rng.integers(0, num_items, size=(len(users), num_per_row), dtype=np.int64)
+    base = users * num_items
+    rows, cols = np.nonzero(table[base[:, None] + drawn])
+    for _ in range(_REJECTION_ROUNDS):
+        if len(rows) == 0:
+            break
+        again = rng.integers(0, num_items, size=len(rows), dtype=np.int64)
+        drawn[rows, cols] = again
+        rejected = table[base[rows] + again]
+        rows, cols = rows[rejected], cols[rejected]
+    if len(rows):
+        drawn[rows, cols] = _exact(users[rows], seen, num_items, (), rng)
+    return drawn.astype(np.int32)
+
+
+def training_examples(
+    train: Interactions,
+    seen: SeenItems,
+    num_items: int,
+    num_negatives: int,
+    rng: np.random.Generator,
+    shuffle: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One epoch of implicit-feedback examples.
+
+    Every positive (label 1) plus ``num_negatives`` fresh negatives for it
+    (label 0, drawn among the user's unseen items in ``seen``), shuffled
+    (unless ``shuffle=False``: positives first, then negatives grouped by positive).
+
+    Returns:
+        ``(users int32, items int32, labels float32)``, each of length
+        ``len(train) * (1 + num_negatives)``.
+    """
+    users = train.user_index.astype(np.int32, copy=False)
+    positives = train.item_index.astype(np.int32, copy=False)
+    negatives = sample_negatives(users, seen, num_items, num_negatives, rng)
+    n = len(users)
+    all_users = np.concatenate([users, np.repeat(users, num_negatives)])
+    all_items = np.concatenate([positives, negatives.ravel()])
+    if not shuffle:
+        labels = np.zeros(len(all_users), dtype=np.float32)
+        labels[:n] = 1.0
+        return all_users, all_items, labels
+    order = rng.permutation(len(all_users))
+    return all_users[order], all_items[order], (order < n).astype(np.float32)
