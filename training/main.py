@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -34,6 +33,7 @@ from typing import Any
 from training.config import TrainingConfig
 from training.environment import Environment
 from training.errors import DataError, UserFacingError
+from training.signals import stop_on_sigterm
 
 logger = logging.getLogger("training")
 
@@ -122,17 +122,9 @@ def load_data(env: Environment, config: TrainingConfig) -> tuple[Any, Any]:
 
 def run(env: Environment, started: float) -> int:
     """Train, export and report; returns the exit status."""
-    from training.trainer import StopFlag
-
+    stop_flag = stop_on_sigterm()
     config = TrainingConfig.from_hyperparameters(env.hyperparameters)
     logger.info("configuration: %s", config.to_json())
-    stop_flag = StopFlag()
-
-    def on_sigterm(signum: int, frame: Any) -> None:
-        logger.warning("SIGTERM received: stopping after the current batch")
-        stop_flag.set()
-
-    signal.signal(signal.SIGTERM, on_sigterm)
 
     built, test_negatives = load_data(env, config)
     data_seconds = time.perf_counter() - started

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from training.config import TrainingConfig
 from training.dataset import Dataset
 from training.metric_definitions import format_metric_line
 from training.model import NCF
+from training.signals import StopFlag
 
 logger = logging.getLogger(__name__)
 
@@ -46,20 +46,6 @@ _SCORE_CHUNK = 1 << 18
 _FULL_RANKING_USERS = 256
 #: Offsets from ``seed`` for the independent random streams.
 _VALIDATION_SEED_OFFSET, _TEST_SEED_OFFSET = 1, 2
-
-
-class StopFlag:
-    """Set from a signal handler; read by the training loop between batches."""
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-
-    def set(self) -> None:
-        """Ask training to stop after the current batch."""
-        self._event.set()
-
-    def __bool__(self) -> bool:
-        return self._event.is_set()
 
 
 @dataclass
@@ -130,8 +116,11 @@ def _optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
 
 def _compile(model: NCF, config: TrainingConfig, optimizer: str | None = None) -> None:
     loss = "binary_crossentropy" if config.feedback == "implicit" else "mean_squared_error"
+    # XLA (Keras' "auto") was slower for these small embedding-bound steps on CPU.
     model.compile(
-        optimizer=_optimizer(optimizer or config.optimizer, config.learning_rate), loss=loss
+        optimizer=_optimizer(optimizer or config.optimizer, config.learning_rate),
+        loss=loss,
+        jit_compile=False,
     )
     model.optimizer.build(model.trainable_variables)
 

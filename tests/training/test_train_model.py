@@ -1,0 +1,90 @@
+"""The Keras NCF models: shapes, the documented formula and the config round trip."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from training.model import NCF  # noqa: E402
+
+
+def _numpy_scores(weights: dict[str, np.ndarray], model_type: str, users, items) -> np.ndarray:
+    parts = []
+    if model_type in ("gmf", "neumf"):
+        parts.append(weights["gmf_user_embedding"][users] * weights["gmf_item_embedding"][items])
+    if model_type in ("mlp", "neumf"):
+        hidden = np.concatenate(
+            [weights["mlp_user_embedding"][users], weights["mlp_item_embedding"][items]], axis=1
+        )
+        layer = 0
+        while f"mlp_kernel_{layer}" in weights:
+            hidden = np.maximum(
+                hidden @ weights[f"mlp_kernel_{layer}"] + weights[f"mlp_bias_{layer}"], 0
+            )
+            layer += 1
+        parts.append(hidden)
+    logits = (
+        np.concatenate(parts, axis=1) @ weights["output_kernel"][:, 0] + weights["output_bias"][0]
+    )
+    return 1 / (1 + np.exp(-logits))
+
+
+@pytest.mark.parametrize("model_type", ["gmf", "mlp", "neumf"])
+def test_shapes_and_formula(model_type: str) -> None:
+    model = NCF(12, 9, model_type, gmf_dim=4, mlp_layers=(8, 6, 3)).build_all()
+    # Non-trivial weights so the formula is really exercised.
+    rng = np.random.default_rng(0)
+    model.set_weights([rng.normal(0, 0.5, w.shape).astype(np.float32) for w in model.get_weights()])
+    weights = model.export_weights()
+    expected_names = {"output_kernel", "output_bias"}
+    if model_type != "mlp":
+        expected_names |= {"gmf_user_embedding", "gmf_item_embedding"}
+    if model_type != "gmf":
+        expected_names |= {"mlp_user_embedding", "mlp_item_embedding"}
+        expected_names |= {f"mlp_{kind}_{layer}" for kind in ("kernel", "bias") for layer in (0, 1)}
+    assert set(weights) == expected_names
+    width = {"gmf": 4, "mlp": 3, "neumf": 7}[model_type]
+    assert weights["output_kernel"].shape == (width, 1)
+    assert weights["output_bias"].shape == (1,)
+    if model_type != "gmf":
+        assert weights["mlp_user_embedding"].shape == (12, 4)
+        assert weights["mlp_kernel_0"].shape == (8, 6)
+    assert model.num_mlp_layers == (0 if model_type == "gmf" else 2)
+
+    users = np.array([0, 3, 11, 5])
+    items = np.array([8, 0, 2, 5])
+    scores = keras.ops.convert_to_numpy(model((users, items)))
+    assert scores.shape == (4, 1)
+    np.testing.assert_allclose(
+        scores[:, 0], _numpy_scores(weights, model_type, users, items), rtol=1e-5, atol=1e-6
+    )
+
+
+def test_get_config_round_trip() -> None:
+    model = NCF(
+        5, 4, "neumf", gmf_dim=3, mlp_layers=(6, 2), dropout=0.1, output_activation="linear"
+    )
+    clone = NCF.from_config(model.get_config()).build_all()
+    assert clone.get_config() == model.get_config()
+    assert clone.output_activation == "linear"
+
+
+def test_pretrained_neumf_combines_the_towers() -> None:
+    gmf = NCF(5, 4, "gmf", gmf_dim=3, mlp_layers=(6, 2)).build_all()
+    mlp = NCF(5, 4, "mlp", gmf_dim=3, mlp_layers=(6, 2)).build_all()
+    neumf = NCF(5, 4, "neumf", gmf_dim=3, mlp_layers=(6, 2)).build_all()
+    neumf.load_pretrained(gmf, mlp)
+    weights, gmf_w, mlp_w = neumf.export_weights(), gmf.export_weights(), mlp.export_weights()
+    np.testing.assert_allclose(weights["gmf_user_embedding"], gmf_w["gmf_user_embedding"])
+    np.testing.assert_allclose(weights["mlp_kernel_0"], mlp_w["mlp_kernel_0"])
+    np.testing.assert_allclose(
+        weights["output_kernel"],
+        np.concatenate([0.5 * gmf_w["output_kernel"], 0.5 * mlp_w["output_kernel"]]),
+    )
+
+
+def test_unknown_model_type() -> None:
+    with pytest.raises(ValueError, match="deepfm"):
+        NCF(2, 2, "deepfm")
