@@ -10,6 +10,7 @@ popularity counts ``train`` only. Everything here is vectorised NumPy/pandas.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -254,26 +255,21 @@ def _check_frame(
 
 def _latest_unique(interactions: Interactions) -> Interactions:
     """Collapse duplicate (user, item) rows onto the latest (by timestamp, then row order)."""
-    n = len(interactions)
-    if n < 2:
+    if len(interactions) < 2:
         return interactions
     keys = (interactions.user_index.astype(np.int64) << 32) | interactions.item_index.astype(
         np.int64
     )
-    sorted_keys = np.sort(keys)
-    if not (sorted_keys[1:] == sorted_keys[:-1]).any():
+    # Hash-based duplicate detection: O(n), far cheaper than sorting.
+    if not pd.Series(keys).duplicated().any():
         return interactions
-    # Position in time order: stable sort by timestamp keeps row order among equal times.
-    if interactions.timestamp is not None:
-        position = np.empty(n, dtype=np.int64)
-        position[np.argsort(interactions.timestamp, kind="stable")] = np.arange(n)
-    else:
-        position = np.arange(n)
-    order = np.lexsort((position, keys))
-    ordered = keys[order]
-    last = np.ones(n, dtype=bool)
-    last[:-1] = ordered[:-1] != ordered[1:]
-    return interactions.take(np.sort(order[last]))
+    if interactions.timestamp is None:
+        latest = ~pd.Series(keys).duplicated(keep="last").to_numpy()
+        return interactions.take(latest)
+    # Stable sort by time keeps row order among equal times; keep the last per pair.
+    order = np.argsort(interactions.timestamp, kind="stable")
+    latest = ~pd.Series(keys[order]).duplicated(keep="last").to_numpy()
+    return interactions.take(np.sort(order[latest]))
 
 
 def leave_one_out(train: Interactions, num_users: int, seed: int) -> tuple[np.ndarray, str]:
@@ -288,19 +284,20 @@ def leave_one_out(train: Interactions, num_users: int, seed: int) -> tuple[np.nd
         (sorted row indices into ``train``, ``"leave_latest_out"`` or ``"leave_random_out"``)
     """
     rng = np.random.default_rng(seed)
-    users = train.user_index
+    users = train.user_index.astype(np.int64)
     order = rng.permutation(len(train))  # random tie-break
     if train.timestamp is not None:
         order = order[np.argsort(train.timestamp[order], kind="stable")]
         source = "leave_latest_out"
     else:
         source = "leave_random_out"
-    order = order[np.argsort(users[order], kind="stable")]
-    sorted_users = users[order]
-    is_last = np.ones(len(order), dtype=bool)
-    is_last[:-1] = sorted_users[:-1] != sorted_users[1:]
+    # order[r] is the row of rank r; each user's latest row has their highest rank.
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    best = np.full(num_users, -1, dtype=np.int64)
+    np.maximum.at(best, users, rank)
     counts = np.bincount(users, minlength=num_users)
-    held = order[is_last & (counts[sorted_users] >= 2)]
+    held = order[best[(counts >= 2) & (best >= 0)]]
     return np.sort(held), source
 
 
@@ -360,11 +357,8 @@ def build_dataset(
     if test_negatives is not None and len(test_negatives):
         extra_users.append(test_negatives[USER].astype(str))
         extra_items.append(test_negatives[ITEM].astype(str))
-        extra_items.append(
-            pd.Series(np.concatenate(test_negatives[NEGATIVES].map(np.asarray).to_list())).astype(
-                str
-            )
-        )
+        flat = list(chain.from_iterable(test_negatives[NEGATIVES].to_list()))
+        extra_items.append(pd.Series(flat, dtype=object).astype(str))
     lengths = [len(frame) for frame in frames.values()]
     bounds = np.cumsum([0, *lengths])
     codes: dict[str, np.ndarray] = {}

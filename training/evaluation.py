@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from itertools import chain
 
 import numpy as np
 import pandas as pd
@@ -233,7 +234,7 @@ def resolve_test_negatives(
         raise DataError("test_negatives rows list no negative items")
     users = dataset.users.index_of(frame[USER].to_numpy(dtype=object))
     held = dataset.items.index_of(frame[ITEM].to_numpy(dtype=object))
-    flat = np.concatenate(frame[NEGATIVES].map(np.asarray).to_list()).astype(object)
+    flat = np.array(list(chain.from_iterable(frame[NEGATIVES].to_list())), dtype=object)
     negatives = dataset.items.index_of(flat).reshape(len(frame), int(lengths[0]))
     unknown = (users < 0) | (held < 0) | (negatives < 0).any(axis=1)
     if unknown.any():

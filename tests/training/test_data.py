@@ -270,3 +270,16 @@ def test_reads_a_channel_from_s3(aws_env, tmp_path: Path) -> None:
         read_interactions("s3://ncf-data/empty", DEFAULT, "train")
     with pytest.raises(DataError, match="cannot list"):
         read_interactions("s3://no-such-bucket/x", DEFAULT, "train")
+
+
+def test_blank_string_ids_in_parquet_are_rejected(tmp_path: Path) -> None:
+    write(pd.DataFrame({"user_id": ["a", "b"], "item_id": ["x", " "]}), tmp_path / "a.parquet")
+    with pytest.raises(DataError, match="1 rows have an empty or NaN item id"):
+        read_interactions(tmp_path, DEFAULT, "train")
+
+
+def test_object_ids_with_mixed_types(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"user_id": pd.Series(["a", 7], dtype=object), "item_id": ["x", "y"]})
+    write(frame.astype({"user_id": str}), tmp_path / "a.parquet")
+    result = read_interactions(tmp_path, DEFAULT, "train")
+    assert result["user_id"].tolist() == ["a", "7"]

@@ -219,3 +219,37 @@ def test_statistics_are_plain_json() -> None:
     stats = dataset.statistics()
     json.dumps(stats)
     assert stats["num_users"] == 200 and stats["validation_interactions"] == 200
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 5), st.integers(0, 8), st.integers(0, 3)), min_size=3, max_size=40
+    ),
+    st.integers(0, 1000),
+)
+def test_leave_latest_out_property(rows: list[tuple[int, int, int]], seed: int) -> None:
+    data = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]).astype(
+        {"user_id": str, "item_id": str}
+    )
+    if data["user_id"].nunique() < 2 or data["item_id"].nunique() < 2:
+        return
+    collapsed = data.drop_duplicates(["user_id", "item_id"], keep="last")
+    if (collapsed.groupby("user_id").size() < 2).all():
+        return
+    dataset = build_dataset(data, None, None, seed=seed)
+    held = raw_pairs(dataset, dataset.validation)
+    kept = raw_pairs(dataset, dataset.train)
+    # Split is a partition of the collapsed pairs.
+    assert held.isdisjoint(kept)
+    assert held | kept == set(zip(collapsed["user_id"], collapsed["item_id"], strict=True))
+    latest_time = {}
+    for user, item, time in rows:
+        key = (str(user), str(item))
+        latest_time[key] = max(latest_time.get(key, -1), time)
+    sizes = collapsed.groupby("user_id").size()
+    assert {user for user, _ in held} == set(sizes[sizes >= 2].index)
+    for user, item in held:
+        # The held-out pair is (one of) the user's latest.
+        user_times = [t for (u, _), t in latest_time.items() if u == user]
+        assert latest_time[(user, item)] == max(user_times)
