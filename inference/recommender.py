@@ -41,9 +41,12 @@ def top_k(matrix: np.ndarray, ks: np.ndarray) -> list[tuple[np.ndarray, np.ndarr
     rows, columns = matrix.shape
     if rows == 0 or columns == 0:
         return [(np.empty(0, np.intp), np.empty(0, matrix.dtype)) for _ in range(rows)]
+    if rows == 1:  # the common request: plain 1-D calls, no take_along_axis machinery
+        return [_top_k_row(matrix[0], int(ks[0]))]
     k_max = int(min(int(ks.max()), columns))
     if k_max < columns:
-        candidates = np.argpartition(-matrix, k_max - 1, axis=1)[:, :k_max]
+        # The k largest sit (unordered) in the last k slots: no negated copy of the matrix.
+        candidates = np.argpartition(matrix, columns - k_max, axis=1)[:, columns - k_max :]
     else:
         candidates = np.broadcast_to(np.arange(columns), (rows, columns))
     values = np.take_along_axis(matrix, candidates, axis=1)
@@ -58,6 +61,22 @@ def top_k(matrix: np.ndarray, ks: np.ndarray) -> list[tuple[np.ndarray, np.ndarr
         keep = np.isfinite(scores)
         results.append((positions[keep], scores[keep]))
     return results
+
+
+def _top_k_row(row: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    columns = len(row)
+    k = min(k, columns)
+    if k < columns:
+        candidates = np.argpartition(row, columns - k)[columns - k :]
+    else:
+        candidates = np.arange(columns)
+    values = row[candidates]
+    order = np.lexsort((candidates, -values))
+    positions, scores = candidates[order], values[order]
+    if not np.isfinite(scores[-1]):
+        keep = np.isfinite(scores)
+        positions, scores = positions[keep], scores[keep]
+    return positions, scores
 
 
 def _round(values: np.ndarray) -> list[float]:
@@ -110,17 +129,21 @@ class Recommender:
     def recommend(self, requests: list[RecommendRequest]) -> list[dict[str, Any]]:
         """Top-k for each request; unknown users get the most popular items."""
         batch = len(requests)
-        users = np.fromiter(
-            (self.user_index.get(request.user_id, -1) for request in requests), np.intp, batch
-        )
+        lookup = self.user_index.get
+        users = np.array([lookup(request.user_id, -1) for request in requests], dtype=np.intp)
         known = users >= 0
         matrix = np.empty((batch, self.num_items), dtype=np.float32)
         if known.any():
             matrix[known] = self.scorer.logits_all_items(users[known])
         matrix[~known] = self.popularity
 
-        exclude_seen = known & np.fromiter((r.exclude_seen for r in requests), bool, batch)
-        if exclude_seen.any():
+        exclude_seen = known & np.array([request.exclude_seen for request in requests], dtype=bool)
+        if batch == 1 and exclude_seen[0]:  # one user: a slice of the CSR, no index arithmetic
+            user = users[0]
+            matrix[
+                0, self.seen_indices[self.seen_indptr[user] : self.seen_indptr[user + 1]]
+            ] = -np.inf
+        elif exclude_seen.any():
             rows, columns = self._seen_coordinates(
                 np.flatnonzero(exclude_seen), users[exclude_seen]
             )
@@ -134,7 +157,7 @@ class Recommender:
             if request.exclude_item_ids:
                 matrix[row, self._item_positions(request.exclude_item_ids)] = -np.inf
 
-        ks = np.fromiter((request.k for request in requests), np.intp, batch)
+        ks = np.array([request.k for request in requests], dtype=np.intp)
         predictions = []
         for row, (positions, values) in enumerate(top_k(matrix, ks)):
             scores = self.scorer.activate(values) if known[row] else values

@@ -41,13 +41,8 @@ def _f32(array: np.ndarray) -> np.ndarray:
 
 
 def _sigmoid(logits: np.ndarray) -> np.ndarray:
-    # Split by sign so exp never overflows (no warnings on extreme logits).
-    out = np.empty_like(logits)
-    positive = logits >= 0
-    out[positive] = 1.0 / (1.0 + np.exp(-logits[positive]))
-    exp_x = np.exp(logits[~positive])
-    out[~positive] = exp_x / (1.0 + exp_x)
-    return out
+    # exp(-softplus(-x)): stable for any float32 logit, no overflow warnings, two ufunc calls.
+    return np.exp(-np.logaddexp(np.float32(0.0), -logits))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,248 @@
+"""Serving load test: ``container/serve`` against a Flask + ``model.predict`` server.
+
+Both servers run on localhost with the MovieLens-1M model that
+``benchmarks/train_ml1m.py`` writes to ``benchmarks/results/ml1m-model``
+(6,040 users, 3,706 items). ``wrk`` (with ``serve_topk.lua``) asks each for the
+top 10 of a random known user, one user per request, at several concurrency
+levels. Reported per level: requests/s and p50 / p99 latency. Also: the time
+from starting the process to the first 200 on ``/ping``, and the slowest
+``/ping`` while ``container/serve`` is under the heaviest load.
+
+Usage::
+
+    .venv/bin/python benchmarks/train_ml1m.py          # once, for the model
+    .venv/bin/python benchmarks/serve_load.py [--duration 10] [--concurrency 1 4 16 64]
+
+Prints a Markdown table and writes ``benchmarks/results/serve_load.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+LUA = REPO / "benchmarks" / "serve_topk.lua"
+RESULT_LINE = re.compile(r"RESULT (.*)")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def ping_ms(url: str, timeout: float = 10) -> tuple[int, float]:
+    started = time.perf_counter()
+    try:
+        with urllib.request.urlopen(f"{url}/ping", timeout=timeout) as response:
+            status = response.status
+    except urllib.error.HTTPError as error:
+        status = error.code
+    except OSError:
+        status = 0
+    return status, (time.perf_counter() - started) * 1000
+
+
+def wait_healthy(process: subprocess.Popen[bytes], url: str, started: float) -> float:
+    """Seconds from ``started`` to the first 200 on ``/ping``."""
+    while time.perf_counter() - started < 300:
+        if process.poll() is not None:
+            raise SystemExit(f"server exited with {process.returncode}")
+        if ping_ms(url, timeout=1)[0] == 200:
+            return time.perf_counter() - started
+        time.sleep(0.02)
+    raise SystemExit("server never became healthy")
+
+
+def wrk(url: str, concurrency: int, duration: int) -> dict[str, float]:
+    threads = min(concurrency, 2)
+    command = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{concurrency}",
+        f"-d{duration}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(LUA),
+        url,
+    ]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    match = RESULT_LINE.search(output)
+    if match is None:
+        raise SystemExit(f"no RESULT line from wrk:\n{output}")
+    fields = dict(pair.split("=") for pair in match.group(1).split())
+    return {name: float(value) for name, value in fields.items()}
+
+
+def stop(process: subprocess.Popen[bytes]) -> float:
+    """SIGTERM; seconds until the process exited."""
+    started = time.perf_counter()
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    return time.perf_counter() - started
+
+
+def run_levels(
+    name: str, url: str, levels: list[int], duration: int, watch_ping: bool
+) -> list[dict[str, float]]:
+    rows = []
+    for concurrency in levels:
+        worst_ping = [0.0]
+        failed_pings = [0]
+        done = threading.Event()
+
+        def watch(done: threading.Event, worst: list[float], failed: list[int]) -> None:
+            while not done.is_set():
+                status, elapsed = ping_ms(url, timeout=10)
+                worst[0] = max(worst[0], elapsed)
+                failed[0] += status != 200
+                time.sleep(0.1)
+
+        watcher = threading.Thread(target=watch, args=(done, worst_ping, failed_pings), daemon=True)
+        if watch_ping:
+            watcher.start()
+        result = wrk(url, concurrency, duration)
+        done.set()
+        if watch_ping:
+            watcher.join()
+            result["worst_ping_ms"] = worst_ping[0]
+            result["failed_pings"] = failed_pings[0]
+        result["concurrency"] = concurrency
+        print(f"{name:>8} c={concurrency:<3} {json.dumps(result)}", flush=True)
+        rows.append(result)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model-dir", type=Path, default=RESULTS / "ml1m-model")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 64])
+    parser.add_argument("--naive-duration", type=int, default=10)
+    parser.add_argument("--skip-naive", action="store_true")
+    parser.add_argument("--workers", help="SAGEMAKER_MODEL_SERVER_WORKERS for container/serve")
+    parser.add_argument("--threads", help="NCF_SERVER_THREADS for container/serve")
+    args = parser.parse_args()
+    if not (args.model_dir / "weights.npz").exists():
+        raise SystemExit(f"{args.model_dir} has no model; run benchmarks/train_ml1m.py first")
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed (apt-get install wrk)")
+
+    report: dict[str, object] = {
+        "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} CPUs, "
+        f"{platform.platform()}",
+        "model_dir": str(args.model_dir),
+        "duration_s": args.duration,
+    }
+    with tempfile.TemporaryDirectory() as scratch:
+        base = Path(scratch) / "opt_ml"
+        base.mkdir()
+        (base / "model").symlink_to(args.model_dir.resolve())
+
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base), "SAGEMAKER_BIND_TO_PORT": str(port)}
+        if args.workers:
+            env["SAGEMAKER_MODEL_SERVER_WORKERS"] = args.workers
+        if args.threads:
+            env["NCF_SERVER_THREADS"] = args.threads
+        started = time.perf_counter()
+        server = subprocess.Popen(
+            [sys.executable, str(REPO / "container" / "serve")],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            report["serve_start_to_ping_s"] = wait_healthy(server, url, started)
+            print(f"container/serve healthy after {report['serve_start_to_ping_s']:.2f} s")
+            wrk(url, 4, 2)  # warm-up
+            report["serve"] = run_levels("serve", url, args.concurrency, args.duration, True)
+        finally:
+            report["serve_sigterm_exit_s"] = stop(server)
+
+        if not args.skip_naive:
+            port = free_port()
+            url = f"http://127.0.0.1:{port}"
+            env = {
+                **os.environ,
+                "NAIVE_MODEL_DIR": str(args.model_dir.resolve()),
+                "PYTHONPATH": str(REPO),
+                "TF_CPP_MIN_LOG_LEVEL": "2",
+            }
+            started = time.perf_counter()
+            naive = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "gunicorn",
+                    "--chdir",
+                    str(REPO / "benchmarks"),
+                    "-w",
+                    str(os.cpu_count() or 1),
+                    "-b",
+                    f"127.0.0.1:{port}",
+                    "--timeout",
+                    "120",
+                    "serve_naive:app",
+                ],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            try:
+                report["naive_start_to_ping_s"] = wait_healthy(naive, url, started)
+                print(f"naive server healthy after {report['naive_start_to_ping_s']:.2f} s")
+                wrk(url, 2, 2)  # warm-up (tf.function tracing)
+                report["naive"] = run_levels(
+                    "naive", url, args.concurrency, args.naive_duration, False
+                )
+            finally:
+                stop(naive)
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "serve_load.json").write_text(json.dumps(report, indent=2) + "\n")
+    print()
+    print("| server | concurrency | requests/s | p50 ms | p99 ms | worst /ping ms |")
+    print("|---|---|---|---|---|---|")
+    for name in ("serve", "naive"):
+        for row in report.get(name, []):  # type: ignore[union-attr]
+            ping = f"{row['worst_ping_ms']:.1f}" if "worst_ping_ms" in row else "-"
+            print(
+                f"| {name} | {row['concurrency']:.0f} | {row['rps']:.0f} | {row['p50_ms']:.2f} "
+                f"| {row['p99_ms']:.2f} | {ping} |"
+            )
+    if "naive" in report:
+        best = max(row["rps"] for row in report["serve"])  # type: ignore[union-attr]
+        best_naive = max(row["rps"] for row in report["naive"])  # type: ignore[union-attr]
+        print(f"\nbest throughput ratio serve / naive: {best / best_naive:.0f}x")
+    print(
+        f"container/serve start -> /ping 200: {report['serve_start_to_ping_s']:.2f} s; "
+        f"SIGTERM -> exit: {report['serve_sigterm_exit_s']:.2f} s"
+    )
+
+
+if __name__ == "__main__":
+    main()
