@@ -418,7 +418,7 @@ def train(  # noqa: PLR0915 (one loop with its bookkeeping reads best in one pla
             channel, for the exact sampled test protocol.
         emit: Where metric lines go (stdout, where SageMaker reads them).
     """
-    stop_flag = stop_flag or StopFlag()
+    stop_flag = StopFlag() if stop_flag is None else stop_flag  # an unset flag is falsy
     keras.utils.set_random_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     timings = {"pretraining": 0.0, "training": 0.0, "validation": 0.0, "test": 0.0}

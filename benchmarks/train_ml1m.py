@@ -1,0 +1,201 @@
+"""NCF on MovieLens-1M with the paper's exact split and test negatives, through `container/train`.
+
+Converts ``../shared/data/ml-1m-ncf`` into SageMaker channels in a temporary
+directory (never into the repository), runs the real ``container/train`` with
+default hyperparameters (plus any ``--hp name=value``), and prints HR@10,
+NDCG@10, the wall time from this process's start and training samples/s. The
+trained model directory is copied to ``benchmarks/results/ml1m-model`` (git
+ignores it) for the serving benchmark.
+
+With ``--baseline`` it also runs a straightforward Keras NCF as the paper's
+code does (Python loop drawing negatives per positive, batch 256) on the same
+data for ``--baseline-samples`` training samples and reports the speed ratio.
+
+Usage: .venv/bin/python benchmarks/train_ml1m.py [--baseline] [--hp epochs=10 ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+STARTED = time.perf_counter()
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data" / "ml-1m-ncf"
+RESULTS = REPO / "benchmarks" / "results"
+
+
+def write_channels(base: Path) -> None:
+    """The NCF files as ``train``, ``test`` and ``test_negatives`` channels under ``base``."""
+    train = pd.read_csv(
+        DATA / "ml-1m.train.pairs", sep="\t", header=None, names=["user_id", "item_id"], dtype=str
+    )
+    test = pd.read_csv(
+        DATA / "ml-1m.test.rating",
+        sep="\t",
+        header=None,
+        names=["user_id", "item_id", "rating", "timestamp"],
+        dtype={"user_id": str, "item_id": str},
+    )
+    for channel, frame in (("train", train), ("test", test[["user_id", "item_id"]])):
+        directory = base / "input" / "data" / channel
+        directory.mkdir(parents=True)
+        frame.to_parquet(directory / "part-0.parquet", index=False)
+    negatives = base / "input" / "data" / "test_negatives"
+    negatives.mkdir(parents=True)
+    shutil.copy(DATA / "ml-1m.test.negative", negatives / "ml-1m.test.negative")
+
+
+def write_config(base: Path, hyperparameters: dict[str, str]) -> None:
+    config = base / "input" / "config"
+    config.mkdir(parents=True)
+    (config / "hyperparameters.json").write_text(json.dumps(hyperparameters))
+    channels = {c: {"TrainingInputMode": "File"} for c in ("train", "test", "test_negatives")}
+    (config / "inputdataconfig.json").write_text(json.dumps(channels))
+    (config / "resourceconfig.json").write_text(
+        json.dumps({"current_host": "algo-1", "hosts": ["algo-1"]})
+    )
+
+
+def run_ours(hyperparameters: dict[str, str]) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="ncf-ml1m-") as scratch:
+        base = Path(scratch)
+        write_channels(base)
+        write_config(base, hyperparameters)
+        env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base)}
+        train_started = time.perf_counter()
+        process = subprocess.run(
+            [sys.executable, str(REPO / "container" / "train")],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        train_seconds = time.perf_counter() - train_started
+        for line in process.stdout.splitlines():
+            if line.startswith(("epoch=", "final", "resuming")) or "early stopping" in line:
+                print(line, flush=True)
+        if process.returncode != 0:
+            print(process.stdout[-4000:], process.stderr[-4000:], sep="\n")
+            raise SystemExit(f"container/train failed with exit status {process.returncode}")
+        report = json.loads((base / "output" / "data" / "metrics.json").read_text())
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        target = RESULTS / "ml1m-model"
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(base / "model", target)
+        shutil.copy(base / "output" / "data" / "metrics.json", RESULTS / "ml1m-metrics.json")
+        shutil.copy(
+            base / "output" / "data" / "learning_curve.png", RESULTS / "ml1m-learning-curve.png"
+        )
+    config, data, timings = report["config"], report["data"], report["timings"]
+    epochs_run = len(report["history"])
+    samples = data["train_interactions"] * (1 + config["num_negatives"]) * epochs_run
+    return {
+        "hr@10": report["test"]["hr"],
+        "ndcg@10": report["test"]["ndcg"],
+        "full_hr@10": report["test"].get("full_hr", float("nan")),
+        "full_ndcg@10": report["test"].get("full_ndcg", float("nan")),
+        "best_epoch": report["best_epoch"],
+        "epochs_run": epochs_run,
+        "train_subprocess_seconds": train_seconds,
+        "training_seconds": timings["training_seconds"],
+        "samples_per_second": samples / timings["training_seconds"],
+    }
+
+
+def run_baseline(num_samples: int) -> dict[str, float]:
+    """The paper's way: a Python loop draws 4 negatives per positive, Keras fits at batch 256."""
+    import keras
+    from keras import layers
+
+    pairs = pd.read_csv(DATA / "ml-1m.train.pairs", sep="\t", header=None).to_numpy()
+    num_users, num_items = int(pairs[:, 0].max()) + 1, 3706
+    train = {(int(u), int(i)) for u, i in pairs}
+    rng = np.random.default_rng(0)
+    positives = pairs[rng.permutation(len(pairs))[: num_samples // 5]]
+
+    user_in = keras.Input((1,), dtype="int32")
+    item_in = keras.Input((1,), dtype="int32")
+    mf_u = layers.Flatten()(layers.Embedding(num_users, 32)(user_in))
+    mf_i = layers.Flatten()(layers.Embedding(num_items, 32)(item_in))
+    mlp_u = layers.Flatten()(layers.Embedding(num_users, 32)(user_in))
+    mlp_i = layers.Flatten()(layers.Embedding(num_items, 32)(item_in))
+    hidden = layers.Concatenate()([mlp_u, mlp_i])
+    for units in (32, 16):
+        hidden = layers.Dense(units, activation="relu")(hidden)
+    merged = layers.Concatenate()([layers.Multiply()([mf_u, mf_i]), hidden])
+    output = layers.Dense(1, activation="sigmoid")(merged)
+    model = keras.Model([user_in, item_in], output)
+    model.compile(optimizer=keras.optimizers.Adam(0.001), loss="binary_crossentropy")
+
+    started = time.perf_counter()
+    user_input, item_input, labels = [], [], []
+    for u, i in positives:  # the paper's get_train_instances
+        user_input.append(u)
+        item_input.append(i)
+        labels.append(1)
+        for _ in range(4):
+            j = np.random.randint(num_items)
+            while (int(u), j) in train:
+                j = np.random.randint(num_items)
+            user_input.append(u)
+            item_input.append(j)
+            labels.append(0)
+    sampled = time.perf_counter()
+    model.fit(
+        [np.array(user_input), np.array(item_input)],
+        np.array(labels),
+        batch_size=256,
+        epochs=1,
+        verbose=0,
+        shuffle=True,
+    )
+    fitted = time.perf_counter()
+    return {
+        "samples": len(labels),
+        "sampling_seconds": sampled - started,
+        "fit_seconds": fitted - sampled,
+        "samples_per_second": len(labels) / (fitted - started),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hp", action="append", default=[], help="hyperparameter name=value")
+    parser.add_argument("--baseline", action="store_true", help="also run the paper-style baseline")
+    parser.add_argument("--baseline-samples", type=int, default=500_000)
+    args = parser.parse_args()
+    hyperparameters = dict(item.split("=", 1) for item in args.hp)
+    ours = run_ours(hyperparameters)
+    wall = time.perf_counter() - STARTED
+    print(
+        f"ours: HR@10={ours['hr@10']:.4f} NDCG@10={ours['ndcg@10']:.4f} "
+        f"(full ranking HR@10={ours['full_hr@10']:.4f} NDCG@10={ours['full_ndcg@10']:.4f}) "
+        f"best epoch {ours['best_epoch']} of {ours['epochs_run']}; "
+        f"wall time from process start {wall:.1f} s; "
+        f"training {ours['samples_per_second']:,.0f} samples/s",
+        flush=True,
+    )
+    if args.baseline:
+        baseline = run_baseline(args.baseline_samples)
+        print(
+            f"baseline (paper-style Keras, batch 256): {baseline['samples']:,} samples, "
+            f"sampling {baseline['sampling_seconds']:.1f} s + fit {baseline['fit_seconds']:.1f} s "
+            f"= {baseline['samples_per_second']:,.0f} samples/s; "
+            f"ours / baseline = {ours['samples_per_second'] / baseline['samples_per_second']:.1f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()
