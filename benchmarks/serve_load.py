@@ -92,6 +92,21 @@ def wrk(url: str, concurrency: int, duration: int) -> dict[str, float]:
     return {name: float(value) for name, value in fields.items()}
 
 
+def workers_cpu_s(parent: int) -> float:
+    """User + system CPU seconds of ``parent`` and its child processes (the gunicorn workers)."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid, ppid = int(stat.parent.name), int(fields[1])
+        if parent in (pid, ppid):
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def stop(process: subprocess.Popen[bytes]) -> float:
     """SIGTERM; seconds until the process exited."""
     started = time.perf_counter()
@@ -105,7 +120,7 @@ def stop(process: subprocess.Popen[bytes]) -> float:
 
 
 def run_levels(
-    name: str, url: str, levels: list[int], duration: int, watch_ping: bool
+    name: str, url: str, levels: list[int], duration: int, watch_ping: bool, server_pid: int
 ) -> list[dict[str, float]]:
     rows = []
     for concurrency in levels:
@@ -123,8 +138,13 @@ def run_levels(
         watcher = threading.Thread(target=watch, args=(done, worst_ping, failed_pings), daemon=True)
         if watch_ping:
             watcher.start()
+        cpu_before = workers_cpu_s(server_pid)
         result = wrk(url, concurrency, duration)
+        cpu_after = workers_cpu_s(server_pid)
         done.set()
+        # Server CPU per request: robust to other load on the machine, unlike requests/s.
+        result["server_cpu_us_per_request"] = (cpu_after - cpu_before) / result["requests"] * 1e6
+        result["load_average"] = os.getloadavg()[0]
         if watch_ping:
             watcher.join()
             result["worst_ping_ms"] = worst_ping[0]
@@ -179,7 +199,9 @@ def main() -> None:
             report["serve_start_to_ping_s"] = wait_healthy(server, url, started)
             print(f"container/serve healthy after {report['serve_start_to_ping_s']:.2f} s")
             wrk(url, 4, 2)  # warm-up
-            report["serve"] = run_levels("serve", url, args.concurrency, args.duration, True)
+            report["serve"] = run_levels(
+                "serve", url, args.concurrency, args.duration, True, server.pid
+            )
         finally:
             report["serve_sigterm_exit_s"] = stop(server)
 
@@ -217,7 +239,7 @@ def main() -> None:
                 print(f"naive server healthy after {report['naive_start_to_ping_s']:.2f} s")
                 wrk(url, 2, 2)  # warm-up (tf.function tracing)
                 report["naive"] = run_levels(
-                    "naive", url, args.concurrency, args.naive_duration, False
+                    "naive", url, args.concurrency, args.naive_duration, False, naive.pid
                 )
             finally:
                 stop(naive)
@@ -225,14 +247,18 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "serve_load.json").write_text(json.dumps(report, indent=2) + "\n")
     print()
-    print("| server | concurrency | requests/s | p50 ms | p99 ms | worst /ping ms |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| server | concurrency | requests/s | p50 ms | p99 ms | worst /ping ms "
+        "| server CPU µs/request | load average |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for name in ("serve", "naive"):
         for row in report.get(name, []):  # type: ignore[union-attr]
             ping = f"{row['worst_ping_ms']:.1f}" if "worst_ping_ms" in row else "-"
             print(
                 f"| {name} | {row['concurrency']:.0f} | {row['rps']:.0f} | {row['p50_ms']:.2f} "
-                f"| {row['p99_ms']:.2f} | {ping} |"
+                f"| {row['p99_ms']:.2f} | {ping} | {row['server_cpu_us_per_request']:.0f} "
+                f"| {row['load_average']:.1f} |"
             )
     if "naive" in report:
         best = max(row["rps"] for row in report["serve"])  # type: ignore[union-attr]
