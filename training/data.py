@@ -234,6 +234,11 @@ def _numeric(
     values: pd.Series, role: str, column: str, channel: str, source_names: str
 ) -> pd.Series:
     """Convert a rating/timestamp column to numbers, or say which rows are not."""
+    if pd.api.types.is_datetime64_any_dtype(values) and not values.isna().any():
+        # Parquet timestamps: unix seconds, whatever the unit and time zone.
+        if getattr(values.dt, "tz", None) is None:
+            values = values.dt.tz_localize("UTC")
+        return values.astype("datetime64[ns, UTC]").astype("int64") // 10**9
     if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
         converted = values
     else:

@@ -283,3 +283,17 @@ def test_object_ids_with_mixed_types(tmp_path: Path) -> None:
     write(frame.astype({"user_id": str}), tmp_path / "a.parquet")
     result = read_interactions(tmp_path, DEFAULT, "train")
     assert result["user_id"].tolist() == ["a", "7"]
+
+
+def test_parquet_datetime_timestamps_become_unix_seconds(tmp_path: Path) -> None:
+    frame = pd.DataFrame(
+        {
+            "user_id": ["a", "a"],
+            "item_id": ["b", "c"],
+            "timestamp": pd.to_datetime(["2020-01-01 00:00:00", "2020-01-01 00:00:10"]),
+        }
+    )
+    write(frame, tmp_path / "a.parquet")
+    result = read_interactions(tmp_path, DEFAULT, "train")
+    assert result["timestamp"].tolist() == [1577836800, 1577836810]
+    assert result["timestamp"].dtype == np.int64
