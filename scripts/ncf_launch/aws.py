@@ -39,6 +39,16 @@ class AwsContext:
             os.environ["SAGEMAKER_VALIDATE_ROLE"] = "false"
         self._clients: dict[str, Any] = {}
 
+    @property
+    def dry_run(self) -> bool:
+        """Whether requests are recorded instead of sent."""
+        return self.recorder is not None
+
+    def dry_run_result(self) -> dict[str, Any]:
+        """What a command returns after a dry run: the recorded requests."""
+        calls = self.recorder.calls if self.recorder is not None else []
+        return {"dry_run": True, "requests": [call.as_json() for call in calls]}
+
     def client(self, service: str) -> Any:
         """A (cached) boto3 client of this session."""
         if service not in self._clients:

@@ -89,7 +89,7 @@ def run_batch(settings: Settings, options: BatchOptions, wait: bool = True) -> d
         request["MaxConcurrentTransforms"] = options.max_concurrent_transforms
     client.create_transform_job(**request)
     if context.recorder is not None:
-        return {"dry_run": True, "requests": [c.as_json() for c in context.recorder.calls]}
+        return context.dry_run_result()
     status = "InProgress"
     if wait:
         print(f"waiting for transform job {job_name} ...", flush=True)

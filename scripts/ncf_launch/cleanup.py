@@ -48,11 +48,11 @@ def run_cleanup(settings: Settings, endpoint_name: str, keep_model: bool = False
             client.delete_model(ModelName=model_name)
             deleted["models"].append(model_name)
     if context.recorder is not None:
-        return {"dry_run": True, "requests": [c.as_json() for c in context.recorder.calls]}
+        return context.dry_run_result()
     return {"deleted": deleted}
 
 
-def run_list(settings: Settings) -> dict[str, list[str]]:
+def run_list(settings: Settings) -> dict[str, Any]:
     """ARNs of everything tagged ``project=ncf-sagemaker`` in the region, by resource type."""
     context = AwsContext(settings)
     tagging = context.client("resourcegroupstaggingapi")
@@ -67,5 +67,5 @@ def run_list(settings: Settings) -> dict[str, list[str]]:
             service, resource = arn.split(":")[2], arn.split(":", 5)[5]
             grouped[f"{service}:{resource.split('/')[0]}"].append(arn)
     if context.recorder is not None:
-        return {"dry_run": True, "requests": [c.as_json() for c in context.recorder.calls]}  # type: ignore[dict-item]
+        return context.dry_run_result()
     return dict(grouped)

@@ -279,7 +279,7 @@ def run_deploy(settings: Settings, options: DeployOptions, wait: bool = True) ->
             flush=True,
         )
     if dry_run:
-        return {"dry_run": True, "requests": [c.as_json() for c in context.recorder.calls]}
+        return context.dry_run_result()
     return {
         "endpoint_name": options.endpoint_name,
         "endpoint_config_name": config_name,

@@ -81,5 +81,5 @@ def run_invoke(
         Body=payload,
     )
     if context.recorder is not None:
-        return {"dry_run": True, "requests": [c.as_json() for c in context.recorder.calls]}
+        return context.dry_run_result()
     return json.loads(response["Body"].read())

@@ -98,6 +98,7 @@ class Settings:
         flags: Mapping[str, str | None],
         environ: Mapping[str, str] | None = None,
         file_values: Mapping[str, str] | None = None,
+        extra_tags: tuple[tuple[str, str], ...] = (),
         **options: object,
     ) -> Settings:
         """Merge flags > environment > file for each setting in ``ENVIRONMENT_VARIABLES``.
@@ -113,7 +114,6 @@ class Settings:
                 value = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
             if value:
                 values[name] = value
-        extra_tags = tuple(options.pop("extra_tags", ()) or ())  # type: ignore[call-overload]
         settings = cls(**values, **options)  # type: ignore[arg-type]
         if extra_tags:
             settings = cls(

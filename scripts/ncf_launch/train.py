@@ -178,6 +178,7 @@ def build_trainer(settings: Settings, options: TrainOptions, context: AwsContext
     if local:
         trainer_arguments["training_mode"] = Mode.LOCAL_CONTAINER
     else:
+        assert context is not None  # cloud mode always has one
         trainer_arguments["role"] = settings.require_role_arn()
         trainer_arguments["sagemaker_session"] = context.sagemaker_session()
         if spot or options.checkpoint_s3_uri:
@@ -219,7 +220,7 @@ def run_train(settings: Settings, options: TrainOptions, wait: bool = True) -> d
     trainer.train(wait=wait, logs=wait)
     job_name = trainer._latest_training_job.training_job_name  # the SDK's documented handle
     if context.recorder is not None:
-        return {"dry_run": True, "requests": [c.as_json() for c in context.recorder.calls]}
+        return context.dry_run_result()
     if not wait:
         return {"training_job_name": job_name, "status": "InProgress"}
     return describe_result(context, job_name)

@@ -102,7 +102,7 @@ def run_tune(
     )
     tuner.tune(inputs=build_channels(options), job_name=job_name, wait=wait and not dry_run)
     if dry_run:
-        return {"dry_run": True, "requests": [c.as_json() for c in context.recorder.calls]}
+        return context.dry_run_result()
     name = tuner.latest_tuning_job.hyper_parameter_tuning_job_name
     result: dict[str, Any] = {"tuning_job_name": name}
     if wait:
