@@ -227,3 +227,22 @@ def _read_all(conn: socket.socket) -> bytes:
     while chunk := conn.recv(65536):
         data.extend(chunk)
     return bytes(data)
+
+
+def test_sigterm_does_not_wait_for_idle_keep_alive_connections(
+    model_base_dir: Path, known_users: list[str], tmp_path: Path
+) -> None:
+    server = start_server(model_base_dir, tmp_path / "serve.log")
+    wait_for_ping(server)
+    body = json.dumps({"user_id": known_users[0], "k": 3}).encode()
+    request = (
+        f"POST /invocations HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as idle:
+        idle.sendall(request)
+        assert b" 200 " in idle.recv(65536).split(b"\r\n", 1)[0]
+        signalled = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)  # the connection stays open, idle
+        server.process.wait(timeout=30)
+    assert time.monotonic() - signalled < 10, server.log()
