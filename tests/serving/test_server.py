@@ -246,3 +246,40 @@ def test_sigterm_does_not_wait_for_idle_keep_alive_connections(
         server.process.send_signal(signal.SIGTERM)  # the connection stays open, idle
         server.process.wait(timeout=30)
     assert time.monotonic() - signalled < 10, server.log()
+
+
+def test_ping_answers_within_2_s_while_a_worker_runs_a_long_request(
+    model_base_dir: Path, known_users: list[str], tmp_path: Path
+) -> None:
+    # One worker, so the long request and the pings share it; Python-heavy work (parsing,
+    # building 300,000 predictions) holds the GIL far more than the NumPy scoring does.
+    server = start_server(
+        model_base_dir, tmp_path / "serve.log", SAGEMAKER_MODEL_SERVER_WORKERS="1"
+    )
+    try:
+        wait_for_ping(server)
+        body = "".join(f"{known_users[n % len(known_users)]},5\n" for n in range(300_000))
+        outcome: dict[str, object] = {}
+
+        def long_request() -> None:
+            started = time.monotonic()
+            response = invoke(server, body, "text/csv")
+            outcome["status"] = response.status_code
+            outcome["seconds"] = time.monotonic() - started
+
+        worker = threading.Thread(target=long_request)
+        worker.start()
+        time.sleep(0.5)
+        ping_seconds = []
+        while worker.is_alive() and len(ping_seconds) < 20:
+            started = time.monotonic()
+            response = requests.get(f"{server.url}/ping", timeout=10)
+            ping_seconds.append(time.monotonic() - started)
+            assert response.status_code == 200
+            time.sleep(0.1)
+        worker.join(120)
+        assert outcome.get("status") == 200, outcome
+        assert ping_seconds, f"the long request finished too soon to test: {outcome}"
+        assert max(ping_seconds) < 2, (ping_seconds, outcome)
+    finally:
+        stop(server)
