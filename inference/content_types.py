@@ -63,7 +63,7 @@ def normalise(content_type: str | None) -> str:
 
 def _text(body: bytes) -> str:
     try:
-        return body.decode("utf-8")
+        return body.decode("utf-8-sig")  # a leading byte-order mark is not part of an id
     except UnicodeDecodeError as error:
         raise bad_request(f"body is not valid UTF-8: {error}") from error
 
@@ -102,9 +102,11 @@ def decode_jsonlines(body: bytes) -> list[Any]:
 
 def decode_csv(body: bytes) -> list[Any]:
     """``user_id[,k]`` rows become ``{"user_id": ..., "k": ...}`` instances."""
-    rows = [
-        row for row in csv.reader(io.StringIO(_text(body))) if any(cell.strip() for cell in row)
-    ]
+    try:
+        reader = csv.reader(io.StringIO(_text(body), newline=""))
+        rows = [row for row in reader if any(cell.strip() for cell in row)]
+    except csv.Error as error:
+        raise bad_request(f"body is not valid CSV: {error}") from error
     if rows and rows[0][0].strip().lower() == "user_id":
         rows = rows[1:]
     if not rows:

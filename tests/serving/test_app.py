@@ -288,6 +288,13 @@ def test_csv_rows_in_and_out(client: FlaskClient) -> None:
     assert rows[0][1:] == [item["item_id"] for item in as_json]
 
 
+@pytest.mark.parametrize("body", ["\r0", '"u1\n', "u1\r\n", "\ufeffu1,2\n"])
+def test_odd_csv_line_endings_and_quotes(client: FlaskClient, body: str) -> None:
+    response = post(client, body, CSV)
+    assert response.status_code == 200
+    assert response.data.decode().count("\n") == 1
+
+
 def test_csv_header_row_is_skipped(client: FlaskClient) -> None:
     response = post(client, "user_id,k\nu1,2\n", CSV)
     assert response.data.decode().count("\n") == 1
