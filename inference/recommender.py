@@ -30,6 +30,8 @@ from inference.scoring import NcfScorer
 from training.artifacts import ModelArtifacts, load_model_dir
 
 POPULARITY_FALLBACK = "popularity"
+#: Users scored per catalog matrix in ``recommend`` and ``similar``.
+RECOMMEND_CHUNK = 256
 
 
 def top_k(matrix: np.ndarray, ks: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -127,7 +129,20 @@ class Recommender:
         return np.repeat(rows, counts), self.seen_indices[np.repeat(starts, counts) + offsets]
 
     def recommend(self, requests: list[RecommendRequest]) -> list[dict[str, Any]]:
-        """Top-k for each request; unknown users get the most popular items."""
+        """Top-k for each request; unknown users get the most popular items.
+
+        Large batches (batch transform) go in chunks of ``RECOMMEND_CHUNK`` users, so the
+        ``[users, num_items]`` score matrix stays small (256 x 3,706 floats = 3.8 MB).
+        """
+        if len(requests) > RECOMMEND_CHUNK:
+            return [
+                prediction
+                for start in range(0, len(requests), RECOMMEND_CHUNK)
+                for prediction in self._recommend(requests[start : start + RECOMMEND_CHUNK])
+            ]
+        return self._recommend(requests)
+
+    def _recommend(self, requests: list[RecommendRequest]) -> list[dict[str, Any]]:
         batch = len(requests)
         lookup = self.user_index.get
         users = np.array([lookup(request.user_id, -1) for request in requests], dtype=np.intp)
@@ -220,6 +235,15 @@ class Recommender:
         Raises:
             InferenceError: 400 naming an ``item_id`` the model does not know.
         """
+        return [
+            prediction
+            for start in range(0, len(requests), RECOMMEND_CHUNK)
+            for prediction in self._similar(
+                requests[start : start + RECOMMEND_CHUNK], labels[start : start + RECOMMEND_CHUNK]
+            )
+        ]
+
+    def _similar(self, requests: list[SimilarRequest], labels: list[str]) -> list[dict[str, Any]]:
         positions = []
         for request, label in zip(requests, labels, strict=True):
             position = self.item_index.get(request.item_id)

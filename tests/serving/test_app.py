@@ -435,3 +435,19 @@ def test_unexpected_fault_is_a_logged_500_and_the_app_lives_on(
     assert "Traceback" in caplog.text and "boom" in caplog.text
     monkeypatch.undo()
     assert post(client, {"user_id": "u1"}).status_code == 200
+
+
+def test_large_batches_are_scored_in_chunks_with_the_same_results(
+    client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import inference.recommender as recommender_module
+
+    instances = [{"user_id": f"u{n % 30}", "k": 4} for n in range(10)] + [
+        {"user_id": "nobody", "k": 2},
+        *({"item_id": f"i{n}", "k": 3} for n in range(7)),
+    ]
+    whole = post(client, {"instances": instances}).json["predictions"]
+    monkeypatch.setattr(recommender_module, "RECOMMEND_CHUNK", 3)
+    chunked = post(client, {"instances": instances}).json["predictions"]
+    assert chunked == whole
+    assert [post(client, one).json["predictions"][0] for one in instances] == whole
