@@ -198,6 +198,13 @@ def test_sigterm_drains_an_in_flight_request(
     model_base_dir: Path, known_users: list[str], tmp_path: Path
 ) -> None:
     server = start_server(model_base_dir, tmp_path / "serve.log")
+    try:
+        _check_sigterm_drains(server, known_users)
+    finally:
+        stop(server)
+
+
+def _check_sigterm_drains(server: Server, known_users: list[str]) -> None:
     wait_for_ping(server)
     body = json.dumps({"user_id": known_users[0], "k": 3}).encode()
     head = (
@@ -233,6 +240,13 @@ def test_sigterm_does_not_wait_for_idle_keep_alive_connections(
     model_base_dir: Path, known_users: list[str], tmp_path: Path
 ) -> None:
     server = start_server(model_base_dir, tmp_path / "serve.log")
+    try:
+        _check_idle_connection_does_not_hold_shutdown(server, known_users)
+    finally:
+        stop(server)
+
+
+def _check_idle_connection_does_not_hold_shutdown(server: Server, known_users: list[str]) -> None:
     wait_for_ping(server)
     body = json.dumps({"user_id": known_users[0], "k": 3}).encode()
     request = (
