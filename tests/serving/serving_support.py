@@ -1,17 +1,25 @@
 """Helpers for the serving tests: random model weights in the real file format, free ports.
 
-(Test modules import these by this module's unique name: every ``conftest`` is module
-``conftest``, so importing from one by name is ambiguous.)
+There is deliberately no ``tests/serving/conftest.py``: other test modules import
+``tests/conftest.py`` as module ``conftest``, and a second ``conftest`` would shadow it.
+Test modules import the fixtures below from this module by its unique name.
 """
 
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from training.artifacts import ModelArtifacts, ModelMetadata
+from training.artifacts import (
+    ModelArtifacts,
+    ModelMetadata,
+    load_model_dir,
+    save_model_dir,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -85,3 +93,27 @@ def random_artifacts(
         seen_indptr=np.concatenate([[0], np.cumsum(seen_counts)]).astype(np.int64),
         seen_indices=seen_indices,
     )
+
+
+MakeArtifacts = Callable[..., ModelArtifacts]
+
+
+@pytest.fixture
+def make_artifacts(tmp_path: Path) -> MakeArtifacts:
+    """Build random artifacts, write them with ``save_model_dir`` and read them back."""
+    counter = iter(range(1_000_000))
+
+    def make(**kwargs: object) -> ModelArtifacts:
+        directory = tmp_path / f"model-{next(counter)}"
+        save_model_dir(directory, random_artifacts(**kwargs))  # type: ignore[arg-type]
+        return load_model_dir(directory)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def random_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A NeuMF model directory with random weights (30 users, 25 items)."""
+    directory = tmp_path_factory.mktemp("random-model") / "model"
+    save_model_dir(directory, random_artifacts())
+    return directory

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import serving_support
 from flask.testing import FlaskClient
 
 from inference.app import create_app, create_app_from_settings
@@ -15,6 +16,8 @@ from inference.instances import MAX_K
 from inference.recommender import Recommender
 from inference.settings import ServingSettings
 from training.artifacts import load_model_dir
+
+random_model_dir = serving_support.random_model_dir  # the shared fixture, under its own name
 
 JSON = "application/json"
 JSONL = "application/jsonlines"

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import serving_support
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -14,6 +15,8 @@ from inference.app import create_app
 from inference.recommender import Recommender
 from inference.settings import ServingSettings
 from training.artifacts import load_model_dir
+
+random_model_dir = serving_support.random_model_dir  # the shared fixture, under its own name
 
 CONTENT_TYPES = [
     "application/json",

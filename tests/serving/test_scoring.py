@@ -6,9 +6,12 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+import serving_support
 
 from inference.scoring import NcfScorer
 from training.artifacts import ModelArtifacts
+
+make_artifacts = serving_support.make_artifacts  # the shared fixture, under its own name
 
 MakeArtifacts = Callable[..., ModelArtifacts]
 

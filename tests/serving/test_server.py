@@ -17,9 +17,11 @@ from pathlib import Path
 
 import pytest
 import requests
+import serving_support
 from serving_support import REPO_ROOT, free_port
 
 pytestmark = pytest.mark.slow
+random_model_dir = serving_support.random_model_dir  # the shared fixture, for getfixturevalue
 
 SERVE = REPO_ROOT / "container" / "serve"
 
