@@ -101,6 +101,16 @@ def load_data(env: Environment, config: TrainingConfig) -> tuple[Any, Any]:
             logger.info(
                 "read %d rows from channel %s (%s)", len(frame), channel, locations[channel]
             )
+    negatives_frame = None
+    if locations["test_negatives"] is not None:
+        if config.feedback == "explicit":
+            logger.warning("test_negatives is ignored with feedback=explicit (RMSE is reported)")
+        else:
+            negatives_frame = data.read_test_negatives(
+                locations["test_negatives"], columns, "test_negatives"
+            )
+    # The negatives' ids join the vocabularies: a published split (ML-1M's) draws some
+    # negatives from items that occur in no interaction channel.
     built = dataset.build_dataset(
         frames["train"],
         frames["validation"],
@@ -108,14 +118,13 @@ def load_data(env: Environment, config: TrainingConfig) -> tuple[Any, Any]:
         feedback=config.feedback,
         min_rating=config.min_rating,
         seed=config.seed,
+        test_negatives=negatives_frame,
     )
-    test_negatives = None
-    if locations["test_negatives"] is not None:
-        if config.feedback == "explicit":
-            logger.warning("test_negatives is ignored with feedback=explicit (RMSE is reported)")
-        else:
-            frame = data.read_test_negatives(locations["test_negatives"], columns, "test_negatives")
-            test_negatives = evaluation.resolve_test_negatives(frame, built)
+    test_negatives = (
+        None
+        if negatives_frame is None
+        else evaluation.resolve_test_negatives(negatives_frame, built)
+    )
     logger.info("data: %s", built.statistics())
     return built, test_negatives
 

@@ -15,16 +15,17 @@ import pytest
 from container_helpers import (
     BASE_IMAGE,
     CONTAINER_HYPERPARAMETERS,
-    REPO_ROOT,
     TEST_IMAGE,
     Server,
     StartServer,
     TrainingRun,
     describe,
     docker,
-    root_conftest,
     run_container,
 )
+from ncf_test_support import REPO_ROOT, SageMakerLayout, free_port
+
+from training.synthetic import make_interactions
 
 
 @pytest.fixture(scope="session")
@@ -46,9 +47,8 @@ def image() -> str:
 
 
 @pytest.fixture
-def start_server(request: pytest.FixtureRequest) -> Iterator[StartServer]:
+def start_server() -> Iterator[StartServer]:
     """Start ``IMAGE serve`` detached on a free loopback port; removed after the test."""
-    free_port = root_conftest(request.config).free_port
     names: list[str] = []
 
     def start(image: str, model_dir: Path) -> Server:
@@ -76,13 +76,10 @@ def start_server(request: pytest.FixtureRequest) -> Iterator[StartServer]:
 
 
 @pytest.fixture(scope="session")
-def container_training(
-    image: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
-) -> TrainingRun:
+def container_training(image: str, tmp_path_factory: pytest.TempPathFactory) -> TrainingRun:
     """``docker run -v LAYOUT:/opt/ml IMAGE train`` on synthetic data, once per session."""
-    shared = root_conftest(request.config)
-    layout = shared.SageMakerLayout(tmp_path_factory.mktemp("container-trained") / "opt_ml")
+    layout = SageMakerLayout(tmp_path_factory.mktemp("container-trained") / "opt_ml")
     layout.base_dir.mkdir()
-    layout.write_channel("train", shared.make_interactions())
+    layout.write_channel("train", make_interactions())
     layout.write_config(CONTAINER_HYPERPARAMETERS)
     return TrainingRun(layout=layout, result=run_container(image, "train", layout.base_dir))

@@ -15,26 +15,13 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
-from typing import Any
 
-import pytest
+from ncf_test_support import SageMakerLayout
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 TEST_IMAGE = os.environ.get("NCF_TEST_IMAGE", "ncf-sagemaker:test")
 BASE_IMAGE = os.environ.get("NCF_BASE_IMAGE", "local/python:3.11")
 #: Small but real training settings: enough to write every artifact, fast in a container.
 CONTAINER_HYPERPARAMETERS: dict[str, object] = {"model_type": "neumf", "epochs": 2}
-
-
-def root_conftest(config: pytest.Config) -> ModuleType:
-    """``tests/conftest.py`` as pytest loaded it (``SageMakerLayout``, ``free_port``).
-
-    Every conftest module is named ``conftest``, so it cannot be imported by name.
-    """
-    module = config.pluginmanager.get_plugin(str(REPO_ROOT / "tests" / "conftest.py"))
-    assert module is not None, "tests/conftest.py is not loaded"
-    return module  # type: ignore[no-any-return]
 
 
 def docker(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -100,5 +87,5 @@ def wait_for_ping(server: Server, timeout: float = 60) -> float:
 class TrainingRun:
     """One ``docker run IMAGE train``: its ``/opt/ml`` layout and the finished process."""
 
-    layout: Any  # tests/conftest.py's SageMakerLayout
+    layout: SageMakerLayout
     result: subprocess.CompletedProcess[str]

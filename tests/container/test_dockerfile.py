@@ -9,7 +9,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from container_helpers import REPO_ROOT
+from ncf_test_support import REPO_ROOT
 
 ENTRYPOINT = REPO_ROOT / "container" / "entrypoint"
 

@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import os
-import socket
-from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from ncf_test_support import REPO_ROOT, free_port
+
+__all__ = [
+    "ACCOUNT",
+    "BUCKET",
+    "IMAGE_URI",
+    "REGION",
+    "REPO_ROOT",
+    "ROLE_ARN",
+    "TEST_IMAGE",
+    "free_port",
+]  # re-exported
+
 ACCOUNT = "123456789012"  # moto's default account
 REGION = "us-east-1"
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/ncf-sagemaker"
@@ -14,10 +24,3 @@ IMAGE_URI = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/ncf-sagemaker:cpu"
 BUCKET = "ncf-launch-tests"
 #: The image the Docker tests build (the same tag and build args as tests/container, if any).
 TEST_IMAGE = os.environ.get("NCF_TEST_IMAGE", "ncf-sagemaker:test")
-
-
-def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])

@@ -1,18 +1,16 @@
 """Helpers for the serving tests: random model weights in the real file format, free ports.
 
-There is deliberately no ``tests/serving/conftest.py``: other test modules import
-``tests/conftest.py`` as module ``conftest``, and a second ``conftest`` would shadow it.
 Test modules import the fixtures below from this module by its unique name.
 """
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+from ncf_test_support import REPO_ROOT, free_port
 
 from training.artifacts import (
     ModelArtifacts,
@@ -21,14 +19,7 @@ from training.artifacts import (
     save_model_dir,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now (as ``tests/conftest.py``)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+__all__ = ["REPO_ROOT", "free_port"]  # re-exported for the serving tests
 
 
 def random_artifacts(

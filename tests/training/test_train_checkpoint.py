@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from conftest import REPO_ROOT, SageMakerLayout, run_container_script
+from ncf_test_support import REPO_ROOT, SageMakerLayout, run_container_script
 from train_support import FAST_HYPERPARAMETERS
 
 from training.synthetic import make_interactions

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import QUICK_HYPERPARAMETERS, SageMakerLayout, run_container_script
+from ncf_test_support import QUICK_HYPERPARAMETERS, SageMakerLayout, run_container_script
 from train_support import parse_metric_lines
 
 from training.artifacts import SAVED_MODEL_DIR, load_model_dir

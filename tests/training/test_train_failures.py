@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from conftest import SageMakerLayout, run_container_script
+from ncf_test_support import SageMakerLayout, run_container_script
 
 from training.synthetic import make_interactions
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 import pytest
-from conftest import MotoServer, SageMakerLayout, run_container_script
+from ncf_test_support import MotoServer, SageMakerLayout, run_container_script
 from train_support import FAST_HYPERPARAMETERS
 
 from training.artifacts import load_model_dir
