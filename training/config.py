@@ -39,7 +39,7 @@ _LAYERS: dict[str, Any] = {"kind": "layers"}
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    """Every training hyperparameter, typed. Defaults reach HR@10 ≥ 0.70 on MovieLens-1M.
+    """Every training hyperparameter, typed; defaults tuned on MovieLens-1M (see BENCHMARKS.md).
 
     See the README's hyperparameter table for what each one means.
     """
@@ -49,6 +49,7 @@ class TrainingConfig:
     epochs: int = field(default=8, metadata=_int(1, 10_000))
     batch_size: int = field(default=2048, metadata=_int(1, 1 << 20))
     learning_rate: float = field(default=0.003, metadata=_float(0.0, 10.0, low_open=True))
+    learning_rate_decay: float = field(default=0.8, metadata=_float(0.0, 1.0, low_open=True))
     optimizer: str = field(default="adam", metadata=_choice("adam", "sgd", "adagrad", "rmsprop"))
     num_negatives: int = field(default=4, metadata=_int(1, 1000))
     gmf_dim: int = field(default=32, metadata=_int(1, 4096))

@@ -114,6 +114,10 @@ def _optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
     return optimizers[name](learning_rate=learning_rate)
 
 
+#: Batches per call into the compiled training step (see ``_compile``).
+STEPS_PER_EXECUTION = 16
+
+
 def _compile(model: NCF, config: TrainingConfig, optimizer: str | None = None) -> None:
     loss = "binary_crossentropy" if config.feedback == "implicit" else "mean_squared_error"
     # XLA (Keras' "auto") was slower for these small embedding-bound steps on CPU.
@@ -121,6 +125,11 @@ def _compile(model: NCF, config: TrainingConfig, optimizer: str | None = None) -
         optimizer=_optimizer(optimizer or config.optimizer, config.learning_rate),
         loss=loss,
         jit_compile=False,
+        # Several batches per call into the compiled step: this model's batches are cheap, so
+        # the per-call Python overhead was a large share of each step (about 1.2-1.35x more
+        # samples/s measured on MovieLens-1M shapes, batch 2048). SIGTERM is still seen
+        # within STEPS_PER_EXECUTION batches.
+        steps_per_execution=STEPS_PER_EXECUTION,
     )
     model.optimizer.build(model.trainable_variables)
 
@@ -474,6 +483,10 @@ def train(  # noqa: PLR0915 (one loop with its bookkeeping reads best in one pla
             break
         rng_before = rng.bit_generator.state
         started = time.perf_counter()
+        # Derived from the epoch number, so a resumed job continues the same schedule.
+        model.optimizer.learning_rate.assign(
+            config.learning_rate * config.learning_rate_decay ** (epoch - 1)
+        )
         loss = _fit_one_epoch(
             model, _epoch_examples(config, dataset, rng), config.batch_size, stop_flag
         )

@@ -1,4 +1,4 @@
-"""Local-mode plumbing with a stub image that records what SageMaker local mode gave it.
+"""Local-mode plumbing with a probe image that records what SageMaker local mode gave it.
 
 Fast (seconds per run) and independent of the real training code: the SDK's
 local mode must write the three ``/opt/ml/input/config`` files, mount each
@@ -22,20 +22,20 @@ from launch_constants import REPO_ROOT, free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
-STUB_IMAGE = "ncf-launch-stub:test"
+PROBE_IMAGE = "ncf-launch-probe:test"
 
 
 @pytest.fixture(scope="session")
-def stub_image() -> str:
+def probe_image() -> str:
     base = os.environ.get("NCF_BASE_IMAGE", "local/python:3.11")
     subprocess.run(
-        ["docker", "build", "-q", "--build-arg", f"BASE_IMAGE={base}", "-t", STUB_IMAGE, "."],
-        cwd=Path(__file__).parent / "stub_image",
+        ["docker", "build", "-q", "--build-arg", f"BASE_IMAGE={base}", "-t", PROBE_IMAGE, "."],
+        cwd=Path(__file__).parent / "probe_image",
         capture_output=True,
         check=True,
         timeout=600,
     )
-    return STUB_IMAGE
+    return PROBE_IMAGE
 
 
 def ncf_script(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -49,9 +49,9 @@ def ncf_script(*argv: str, env: dict[str, str] | None = None) -> subprocess.Comp
     )
 
 
-def stub_containers() -> list[str]:
+def probe_containers() -> list[str]:
     listed = subprocess.run(
-        ["docker", "ps", "-a", "--filter", f"ancestor={STUB_IMAGE}", "--format", "{{.Names}}"],
+        ["docker", "ps", "-a", "--filter", f"ancestor={PROBE_IMAGE}", "--format", "{{.Names}}"],
         capture_output=True,
         text=True,
         check=True,
@@ -66,7 +66,7 @@ def model_metadata(output_dir: Path) -> dict[str, Any]:
         return json.loads(handle.read())
 
 
-def test_local_train_writes_the_sagemaker_files_and_mounts_channels(tmp_path, stub_image) -> None:
+def test_local_train_writes_the_sagemaker_files_and_mounts_channels(tmp_path, probe_image) -> None:
     train = tmp_path / "train"
     (train / "2024").mkdir(parents=True)
     (train / "2024" / "part-0.csv").write_text("user_id,item_id\nu1,i1\n")
@@ -78,7 +78,7 @@ def test_local_train_writes_the_sagemaker_files_and_mounts_channels(tmp_path, st
         "train",
         "--local",
         "--image-uri",
-        stub_image,
+        probe_image,
         "--train",
         str(train),
         "--validation",
@@ -107,10 +107,10 @@ def test_local_train_writes_the_sagemaker_files_and_mounts_channels(tmp_path, st
     assert config["resourceconfig"]["hosts"] == [config["resourceconfig"]["current_host"]]
     assert metadata["channels"] == {"train": ["2024/part-0.csv"], "validation": ["v.csv"]}
     assert "val_hr@10=0.7" in result.stderr  # the container log streams through
-    assert stub_containers() == []
+    assert probe_containers() == []
 
 
-def test_local_train_reads_s3_from_a_moto_server(tmp_path, stub_image, aws_env) -> None:
+def test_local_train_reads_s3_from_a_moto_server(tmp_path, probe_image, aws_env) -> None:
     s3 = aws_env.client("s3")
     s3.create_bucket(Bucket="ncf-local-s3")
     s3.put_object(Bucket="ncf-local-s3", Key="data/train/part-0.csv", Body=b"user_id,item_id\n")
@@ -119,7 +119,7 @@ def test_local_train_reads_s3_from_a_moto_server(tmp_path, stub_image, aws_env) 
         "train",
         "--local",
         "--image-uri",
-        stub_image,
+        probe_image,
         "--train",
         "s3://ncf-local-s3/data/train/",
         "--output-path",
@@ -130,7 +130,7 @@ def test_local_train_reads_s3_from_a_moto_server(tmp_path, stub_image, aws_env) 
     assert model_metadata(output)["channels"] == {"train": ["part-0.csv"]}
 
 
-def test_local_train_failure_says_why(tmp_path, stub_image) -> None:
+def test_local_train_failure_says_why(tmp_path, probe_image) -> None:
     train = tmp_path / "train"
     train.mkdir()
     (train / "x.csv").write_text("a,b\n1,2\n")
@@ -138,7 +138,7 @@ def test_local_train_failure_says_why(tmp_path, stub_image) -> None:
         "train",
         "--local",
         "--image-uri",
-        stub_image,
+        probe_image,
         "--train",
         str(train),
         "--output-path",
@@ -148,10 +148,10 @@ def test_local_train_failure_says_why(tmp_path, stub_image) -> None:
     )
     assert result.returncode == 2
     assert "failed: Bad data: no user_id column in channel train" in result.stderr
-    assert stub_containers() == []
+    assert probe_containers() == []
 
 
-def test_local_deploy_passes_the_serving_environment(tmp_path, stub_image) -> None:
+def test_local_deploy_passes_the_serving_environment(tmp_path, probe_image) -> None:
     from ncf_launch.deploy import DeployOptions, run_local_deploy, stop_local_endpoint
     from ncf_launch.settings import Settings
 
@@ -163,9 +163,9 @@ def test_local_deploy_passes_the_serving_environment(tmp_path, stub_image) -> No
         archive.add(tmp_path / "metadata.json", arcname="metadata.json")
     port = free_port()
     session, names = run_local_deploy(
-        Settings(image_uri=stub_image, local=True),
+        Settings(image_uri=probe_image, local=True),
         DeployOptions(
-            endpoint_name="ncf-stub",
+            endpoint_name="ncf-probe",
             model_data=f"file://{output}/model.tar.gz",
             workers=3,
             timeout_s=20,
@@ -183,4 +183,4 @@ def test_local_deploy_passes_the_serving_environment(tmp_path, stub_image) -> No
         assert prediction["model"]["channels"] == {"train": ["x.csv"]}
     finally:
         stop_local_endpoint(session, names)
-    assert stub_containers() == []
+    assert probe_containers() == []
