@@ -13,6 +13,7 @@ __all__ = [
     "REGION",
     "REPO_ROOT",
     "ROLE_ARN",
+    "SETTINGS",
     "TEST_IMAGE",
     "free_port",
 ]  # re-exported
@@ -24,3 +25,14 @@ IMAGE_URI = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/ncf-sagemaker:cpu"
 BUCKET = "ncf-launch-tests"
 #: The image the Docker tests build (the same tag and build args as tests/container, if any).
 TEST_IMAGE = os.environ.get("NCF_TEST_IMAGE", "ncf-sagemaker:test")
+#: The account settings every ``ncf`` command needs, as command-line flags.
+SETTINGS = (
+    "--region",
+    REGION,
+    "--role-arn",
+    ROLE_ARN,
+    "--image-uri",
+    IMAGE_URI,
+    "--bucket",
+    BUCKET,
+)

@@ -15,20 +15,10 @@ import sys
 from typing import Any
 
 import pytest
-from launch_constants import BUCKET, IMAGE_URI, REGION, REPO_ROOT, ROLE_ARN
+from launch_constants import BUCKET, IMAGE_URI, REPO_ROOT, SETTINGS
 
 from training.metric_definitions import METRIC_DEFINITIONS
 
-SETTINGS = (
-    "--region",
-    REGION,
-    "--role-arn",
-    ROLE_ARN,
-    "--image-uri",
-    IMAGE_URI,
-    "--bucket",
-    BUCKET,
-)
 NAME_KEYS = {
     "TrainingJobName",
     "HyperParameterTuningJobName",

@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from launch_constants import BUCKET, IMAGE_URI, REGION, REPO_ROOT, ROLE_ARN
+from launch_constants import BUCKET, IMAGE_URI, REGION, REPO_ROOT, ROLE_ARN, SETTINGS
 from ncf_launch.errors import LaunchError
 from ncf_launch.settings import Settings, load_config_file
 
@@ -100,14 +100,7 @@ def test_missing_region_is_explained(ncf, no_credentials, monkeypatch) -> None:
 def test_no_credentials_is_a_clear_error(ncf, no_credentials) -> None:
     result = ncf(
         *TRAIN,
-        "--region",
-        REGION,
-        "--role-arn",
-        ROLE_ARN,
-        "--image-uri",
-        IMAGE_URI,
-        "--bucket",
-        BUCKET,
+        *SETTINGS,
     )
     assert result.code == 2
     assert "no AWS credentials found" in result.stderr
@@ -115,14 +108,7 @@ def test_no_credentials_is_a_clear_error(ncf, no_credentials) -> None:
 
 def test_bad_channel_and_spot_settings(ncf, no_credentials) -> None:
     common = (
-        "--region",
-        REGION,
-        "--role-arn",
-        ROLE_ARN,
-        "--image-uri",
-        IMAGE_URI,
-        "--bucket",
-        BUCKET,
+        *SETTINGS,
         "--dry-run",
     )
     result = ncf("train", "--train", "/data/train", *common)
