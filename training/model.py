@@ -10,6 +10,15 @@ and the forward pass is the formula documented there::
     score = sigmoid(h @ w + b)        (implicit feedback; linear for explicit)
 
 Dropout (if any) acts on the MLP hidden layers during training only.
+
+Regularisation is per example, as in matrix factorisation trained by SGD: each
+training batch adds ``gmf_regularization * mean(|gmf_user[u]|² + |gmf_item[i]|²)``
+(and the same for the MLP embeddings with ``mlp_regularization``), so only the
+rows a batch looks up are penalised, in proportion to how often they occur.
+Keras' ``embeddings_regularizer`` would instead penalise the whole matrix on
+every batch, which shrinks rare users and items hardest and makes the scale
+depend on the catalogue size. ``mlp_regularization`` also puts L2 on the MLP
+kernels.
 """
 
 from __future__ import annotations
@@ -66,22 +75,21 @@ class NCF(keras.Model):
         self.use_gmf = model_type in ("gmf", "neumf")
         self.use_mlp = model_type in ("mlp", "neumf")
 
-        def embedding(rows: int, dim: int, l2: float, name: str) -> layers.Embedding:
+        def embedding(rows: int, dim: int, name: str) -> layers.Embedding:
             return layers.Embedding(
                 rows,
                 dim,
                 embeddings_initializer=keras.initializers.RandomNormal(stddev=0.01),
-                embeddings_regularizer=keras.regularizers.L2(l2) if l2 else None,
                 name=name,
             )
 
         if self.use_gmf:
-            self.gmf_user = embedding(num_users, self.gmf_dim, self.gmf_regularization, "gmf_user")
-            self.gmf_item = embedding(num_items, self.gmf_dim, self.gmf_regularization, "gmf_item")
+            self.gmf_user = embedding(num_users, self.gmf_dim, "gmf_user")
+            self.gmf_item = embedding(num_items, self.gmf_dim, "gmf_item")
         if self.use_mlp:
             half = self.mlp_layers[0] // 2
-            self.mlp_user = embedding(num_users, half, self.mlp_regularization, "mlp_user")
-            self.mlp_item = embedding(num_items, half, self.mlp_regularization, "mlp_item")
+            self.mlp_user = embedding(num_users, half, "mlp_user")
+            self.mlp_item = embedding(num_items, half, "mlp_item")
             self.mlp_dense = [
                 layers.Dense(
                     units,
@@ -108,11 +116,15 @@ class NCF(keras.Model):
         user_index, item_index = inputs
         parts = []
         if self.use_gmf:
-            parts.append(self.gmf_user(user_index) * self.gmf_item(item_index))
+            gmf_user, gmf_item = self.gmf_user(user_index), self.gmf_item(item_index)
+            if training:
+                self._penalise_rows(self.gmf_regularization, gmf_user, gmf_item)
+            parts.append(gmf_user * gmf_item)
         if self.use_mlp:
-            hidden = ops.concatenate(
-                [self.mlp_user(user_index), self.mlp_item(item_index)], axis=-1
-            )
+            mlp_user, mlp_item = self.mlp_user(user_index), self.mlp_item(item_index)
+            if training:
+                self._penalise_rows(self.mlp_regularization, mlp_user, mlp_item)
+            hidden = ops.concatenate([mlp_user, mlp_item], axis=-1)
             for dense in self.mlp_dense:
                 hidden = dense(hidden)
                 if self.mlp_dropout is not None:
@@ -120,6 +132,12 @@ class NCF(keras.Model):
             parts.append(hidden)
         features = parts[0] if len(parts) == 1 else ops.concatenate(parts, axis=-1)
         return self.output_dense(features)
+
+    def _penalise_rows(self, strength: float, *rows: Any) -> None:
+        """Add ``strength * mean over the batch of the rows' squared norms`` to the loss."""
+        if strength:
+            squared = sum(ops.sum(ops.square(row), axis=-1) for row in rows)
+            self.add_loss(strength * ops.mean(squared))
 
     def get_config(self) -> dict[str, Any]:
         """Constructor arguments, so the model saves and loads."""

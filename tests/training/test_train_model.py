@@ -88,3 +88,30 @@ def test_pretrained_neumf_combines_the_towers() -> None:
 def test_unknown_model_type() -> None:
     with pytest.raises(ValueError, match="deepfm"):
         NCF(2, 2, "deepfm")
+
+
+def test_regularisation_penalises_only_the_looked_up_rows() -> None:
+    model = NCF(
+        6, 5, "neumf", gmf_dim=3, mlp_layers=(4, 2), gmf_regularization=0.5, mlp_regularization=0.25
+    ).build_all()
+    rng = np.random.default_rng(1)
+    model.set_weights([rng.normal(0, 0.5, w.shape).astype(np.float32) for w in model.get_weights()])
+    users, items = np.array([0, 0, 3]), np.array([1, 4, 4])
+    weights = model.export_weights()
+
+    def row_norms(tower: str) -> np.ndarray:
+        user_rows = weights[f"{tower}_user_embedding"][users]
+        item_rows = weights[f"{tower}_item_embedding"][items]
+        return (user_rows**2).sum(axis=1) + (item_rows**2).sum(axis=1)
+
+    kernel_penalty = 0.25 * (weights["mlp_kernel_0"] ** 2).sum()
+    expected = 0.5 * row_norms("gmf").mean() + 0.25 * row_norms("mlp").mean() + kernel_penalty
+
+    model((users, items), training=True)
+    assert float(sum(keras.ops.convert_to_numpy(loss) for loss in model.losses)) == (
+        pytest.approx(float(expected), rel=1e-5)
+    )
+    model((users, items), training=False)
+    assert float(sum(keras.ops.convert_to_numpy(loss) for loss in model.losses)) == (
+        pytest.approx(float(kernel_penalty), rel=1e-5)
+    )
