@@ -8,8 +8,9 @@ trained model directory is copied to ``benchmarks/results/ml1m-model`` (git
 ignores it) for the serving benchmark.
 
 With ``--baseline`` it also runs a straightforward Keras NCF as the paper's
-code does (Python loop drawing negatives per positive, batch 256) on the same
-data for ``--baseline-samples`` training samples and reports the speed ratio.
+code does (Python loop drawing negatives per positive, batch 256; the same
+model type and sizes as the run) on the same data for ``--baseline-samples``
+training samples and reports the speed ratio.
 
 Usage: .venv/bin/python benchmarks/train_ml1m.py [--baseline] [--hp epochs=10 ...]
 """
@@ -25,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 STARTED = time.perf_counter()
 
@@ -68,7 +70,7 @@ def write_config(base: Path, hyperparameters: dict[str, str]) -> None:
     )
 
 
-def run_ours(hyperparameters: dict[str, str]) -> dict[str, float]:
+def run_ours(hyperparameters: dict[str, str]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="ncf-ml1m-") as scratch:
         base = Path(scratch)
         write_channels(base)
@@ -111,30 +113,43 @@ def run_ours(hyperparameters: dict[str, str]) -> dict[str, float]:
         "train_subprocess_seconds": train_seconds,
         "training_seconds": timings["training_seconds"],
         "samples_per_second": samples / timings["training_seconds"],
+        "config": config,
     }
 
 
-def run_baseline(num_samples: int) -> dict[str, float]:
-    """The paper's way: a Python loop draws 4 negatives per positive, Keras fits at batch 256."""
+def run_baseline(num_samples: int, config: dict[str, Any]) -> dict[str, float]:
+    """The paper's way: a Python loop draws negatives per positive, Keras fits at batch 256.
+
+    The model has the towers and sizes of ``config`` (the run being compared), built
+    from stock Keras layers as the paper's code builds them.
+    """
     import keras
     from keras import layers
 
     pairs = pd.read_csv(DATA / "ml-1m.train.pairs", sep="\t", header=None).to_numpy()
     num_users, num_items = int(pairs[:, 0].max()) + 1, 3706
+    num_negatives = int(config["num_negatives"])
     train = {(int(u), int(i)) for u, i in pairs}
     rng = np.random.default_rng(0)
-    positives = pairs[rng.permutation(len(pairs))[: num_samples // 5]]
+    positives = pairs[rng.permutation(len(pairs))[: num_samples // (1 + num_negatives)]]
 
     user_in = keras.Input((1,), dtype="int32")
     item_in = keras.Input((1,), dtype="int32")
-    mf_u = layers.Flatten()(layers.Embedding(num_users, 32)(user_in))
-    mf_i = layers.Flatten()(layers.Embedding(num_items, 32)(item_in))
-    mlp_u = layers.Flatten()(layers.Embedding(num_users, 32)(user_in))
-    mlp_i = layers.Flatten()(layers.Embedding(num_items, 32)(item_in))
-    hidden = layers.Concatenate()([mlp_u, mlp_i])
-    for units in (32, 16):
-        hidden = layers.Dense(units, activation="relu")(hidden)
-    merged = layers.Concatenate()([layers.Multiply()([mf_u, mf_i]), hidden])
+    towers = []
+    if config["model_type"] in ("gmf", "neumf"):
+        gmf_dim = int(config["gmf_dim"])
+        mf_u = layers.Flatten()(layers.Embedding(num_users, gmf_dim)(user_in))
+        mf_i = layers.Flatten()(layers.Embedding(num_items, gmf_dim)(item_in))
+        towers.append(layers.Multiply()([mf_u, mf_i]))
+    if config["model_type"] in ("mlp", "neumf"):
+        first, *rest = config["mlp_layers"]
+        mlp_u = layers.Flatten()(layers.Embedding(num_users, first // 2)(user_in))
+        mlp_i = layers.Flatten()(layers.Embedding(num_items, first // 2)(item_in))
+        hidden = layers.Concatenate()([mlp_u, mlp_i])
+        for units in rest:
+            hidden = layers.Dense(units, activation="relu")(hidden)
+        towers.append(hidden)
+    merged = towers[0] if len(towers) == 1 else layers.Concatenate()(towers)
     output = layers.Dense(1, activation="sigmoid")(merged)
     model = keras.Model([user_in, item_in], output)
     model.compile(optimizer=keras.optimizers.Adam(0.001), loss="binary_crossentropy")
@@ -145,7 +160,7 @@ def run_baseline(num_samples: int) -> dict[str, float]:
         user_input.append(u)
         item_input.append(i)
         labels.append(1)
-        for _ in range(4):
+        for _ in range(num_negatives):
             j = np.random.randint(num_items)
             while (int(u), j) in train:
                 j = np.random.randint(num_items)
@@ -188,9 +203,10 @@ def main() -> None:
         flush=True,
     )
     if args.baseline:
-        baseline = run_baseline(args.baseline_samples)
+        baseline = run_baseline(args.baseline_samples, ours["config"])
         print(
-            f"baseline (paper-style Keras, batch 256): {baseline['samples']:,} samples, "
+            f"baseline (paper-style Keras {ours['config']['model_type']}, batch 256): "
+            f"{baseline['samples']:,} samples, "
             f"sampling {baseline['sampling_seconds']:.1f} s + fit {baseline['fit_seconds']:.1f} s "
             f"= {baseline['samples_per_second']:,.0f} samples/s; "
             f"ours / baseline = {ours['samples_per_second'] / baseline['samples_per_second']:.1f}x"

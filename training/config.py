@@ -41,21 +41,26 @@ _LAYERS: dict[str, Any] = {"kind": "layers"}
 class TrainingConfig:
     """Every training hyperparameter, typed; defaults tuned on MovieLens-1M (see BENCHMARKS.md).
 
+    The default model is GMF (d=64, per-example L2 0.005): on MovieLens-1M it ranks as
+    well as NeuMF (HR@10 0.7031 vs 0.7030, seed 42) in 114 s instead of 155 s, and is
+    steadier across seeds (0.7015 vs 0.6974 with seed 7), in line with Rendle et al. (2020),
+    who found a tuned dot product ahead of learned MLP similarities. ``mlp_regularization`` defaults
+    to the value that worked best for NeuMF, so ``model_type=neumf`` alone gets it too.
     See the README's hyperparameter table for what each one means.
     """
 
-    model_type: str = field(default="neumf", metadata=_choice("gmf", "mlp", "neumf"))
+    model_type: str = field(default="gmf", metadata=_choice("gmf", "mlp", "neumf"))
     feedback: str = field(default="implicit", metadata=_choice("implicit", "explicit"))
-    epochs: int = field(default=8, metadata=_int(1, 10_000))
+    epochs: int = field(default=10, metadata=_int(1, 10_000))
     batch_size: int = field(default=2048, metadata=_int(1, 1 << 20))
     learning_rate: float = field(default=0.003, metadata=_float(0.0, 10.0, low_open=True))
     learning_rate_decay: float = field(default=0.8, metadata=_float(0.0, 1.0, low_open=True))
     optimizer: str = field(default="adam", metadata=_choice("adam", "sgd", "adagrad", "rmsprop"))
     num_negatives: int = field(default=4, metadata=_int(1, 1000))
-    gmf_dim: int = field(default=32, metadata=_int(1, 4096))
+    gmf_dim: int = field(default=64, metadata=_int(1, 4096))
     mlp_layers: tuple[int, ...] = field(default=(64, 32, 16), metadata=_LAYERS)
-    gmf_regularization: float = field(default=0.0, metadata=_float(0.0))
-    mlp_regularization: float = field(default=0.0, metadata=_float(0.0))
+    gmf_regularization: float = field(default=0.005, metadata=_float(0.0))
+    mlp_regularization: float = field(default=0.005, metadata=_float(0.0))
     dropout: float = field(default=0.0, metadata=_float(0.0, 0.95))
     pretrain: bool = field(default=False, metadata=_BOOL)
     pretrain_epochs: int = field(default=5, metadata=_int(1, 10_000))
@@ -113,7 +118,7 @@ class TrainingConfig:
         if self.pretrain and self.model_type != "neumf":
             raise ConfigError(
                 f"hyperparameter pretrain=true applies to model_type neumf only, "
-                f"got model_type {self.model_type!r}; set pretrain to false"
+                f"got model_type {self.model_type!r}; set model_type=neumf or pretrain=false"
             )
         if self.model_type in ("mlp", "neumf") and self.mlp_layers[0] % 2:
             raise ConfigError(

@@ -25,7 +25,7 @@ def test_decoding_keeps_raw_strings_where_json_fails() -> None:
 def test_defaults_are_valid() -> None:
     config = TrainingConfig.from_hyperparameters({})
     assert config == TrainingConfig()
-    assert config.model_type == "neumf"
+    assert config.model_type == "gmf"
     assert config.top_k == 10
     assert config.num_eval_negatives == 99
     assert config.mlp_embedding_dim == config.mlp_layers[0] // 2
@@ -104,7 +104,7 @@ def test_cross_field_rules() -> None:
     with pytest.raises(ConfigError, match="pretrain"):
         TrainingConfig.from_hyperparameters({"model_type": "gmf", "pretrain": True})
     with pytest.raises(ConfigError, match="even"):
-        TrainingConfig.from_hyperparameters({"mlp_layers": [63, 16]})
+        TrainingConfig.from_hyperparameters({"model_type": "neumf", "mlp_layers": [63, 16]})
 
 
 def test_config_is_frozen() -> None:
