@@ -42,7 +42,7 @@ class TrainingConfig:
     """Every training hyperparameter, typed; defaults tuned on MovieLens-1M (see BENCHMARKS.md).
 
     The default model is GMF (d=64, per-example L2 0.005): on MovieLens-1M it ranks as
-    well as NeuMF (HR@10 0.7031 vs 0.7030, seed 42) in 114 s instead of 155 s, and is
+    well as NeuMF (HR@10 0.7031 vs 0.7030, seed 42) in 105 s instead of 155 s, and is
     steadier across seeds (0.7015 vs 0.6974 with seed 7), in line with Rendle et al. (2020),
     who found a tuned dot product ahead of learned MLP similarities. ``mlp_regularization`` defaults
     to the value that worked best for NeuMF, so ``model_type=neumf`` alone gets it too.
