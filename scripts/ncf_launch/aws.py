@@ -6,7 +6,10 @@ so ``AWS_ENDPOINT_URL`` (honoured by botocore) and the recorder apply to all.
 
 from __future__ import annotations
 
+import os
 from typing import Any
+
+import boto3
 
 from ncf_launch.errors import LaunchError
 from ncf_launch.recording import ApiRecorder
@@ -17,10 +20,6 @@ class AwsContext:
     """The boto3 session of one command, and the recorder when it is a dry run."""
 
     def __init__(self, settings: Settings, need_credentials: bool = True) -> None:
-        import os
-
-        import boto3
-
         self.settings = settings
         region = settings.require_region()
         self.boto_session = boto3.Session(region_name=region)
@@ -54,9 +53,3 @@ class AwsContext:
         if service not in self._clients:
             self._clients[service] = self.boto_session.client(service)
         return self._clients[service]
-
-    def sagemaker_session(self) -> Any:
-        """A SageMaker SDK session on the same boto3 session."""
-        from sagemaker.core.helper.session_helper import Session
-
-        return Session(boto_session=self.boto_session)

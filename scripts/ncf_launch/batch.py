@@ -9,38 +9,15 @@ exactly one line per input line, in order — so ``x.jsonl.out`` lines up with
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from ncf_launch.api_requests import create_transform_job_request
 from ncf_launch.aws import AwsContext
-from ncf_launch.deploy import (
-    DeployOptions,
-    check_instance_type,
-    container_environment,
-    create_model,
-    resolve_model_data,
-    unique_name,
-)
 from ncf_launch.errors import LaunchError
+from ncf_launch.hosting import create_model, resolve_model_data
+from ncf_launch.names import check_instance_type, unique_name
+from ncf_launch.options import BATCH_STRATEGIES, BatchOptions, DeployOptions
 from ncf_launch.settings import Settings, check_s3_uri
-
-JSON_LINES = "application/jsonlines"
-
-
-@dataclass
-class BatchOptions:
-    """What one transform job needs beyond the shared settings."""
-
-    input_uri: str
-    output_uri: str | None = None
-    model_name: str | None = None
-    model_data: str | None = None
-    training_job: str | None = None
-    instance_type: str = "ml.c5.xlarge"
-    instance_count: int = 1
-    batch_strategy: str = "MultiRecord"
-    max_payload_mb: int = 6
-    max_concurrent_transforms: int | None = None
 
 
 def run_batch(settings: Settings, options: BatchOptions, wait: bool = True) -> dict[str, Any]:
@@ -48,8 +25,8 @@ def run_batch(settings: Settings, options: BatchOptions, wait: bool = True) -> d
     if settings.local:
         raise LaunchError("batch transform runs on SageMaker; rehearse with `ncf deploy --local`")
     check_s3_uri(options.input_uri, "--input")
-    if options.batch_strategy not in ("MultiRecord", "SingleRecord"):
-        raise LaunchError("--batch-strategy must be MultiRecord or SingleRecord")
+    if options.batch_strategy not in BATCH_STRATEGIES:
+        raise LaunchError(f"--batch-strategy must be one of {BATCH_STRATEGIES}")
     instance_type = check_instance_type(options.instance_type)
     context = AwsContext(settings)
     client = context.client("sagemaker")
@@ -61,34 +38,15 @@ def run_batch(settings: Settings, options: BatchOptions, wait: bool = True) -> d
         settings.require_role_arn()
         model_data = resolve_model_data(context, options.model_data, options.training_job)
         model_name = create_model(
-            client, settings, model_data, container_environment(DeployOptions()), local=False
+            client, settings, model_data, DeployOptions().container_environment(), local=False
         )
     job_name = unique_name("ncf-batch")
-    request: dict[str, Any] = {
-        "TransformJobName": job_name,
-        "ModelName": model_name,
-        "BatchStrategy": options.batch_strategy,
-        "MaxPayloadInMB": options.max_payload_mb,
-        "TransformInput": {
-            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": options.input_uri}},
-            "ContentType": JSON_LINES,
-            "SplitType": "Line",
-        },
-        "TransformOutput": {
-            "S3OutputPath": output_uri,
-            "Accept": JSON_LINES,
-            "AssembleWith": "Line",
-        },
-        "TransformResources": {
-            "InstanceType": instance_type,
-            "InstanceCount": options.instance_count,
-        },
-        "Tags": settings.boto_tags(),
-    }
-    if options.max_concurrent_transforms:
-        request["MaxConcurrentTransforms"] = options.max_concurrent_transforms
-    client.create_transform_job(**request)
-    if context.recorder is not None:
+    client.create_transform_job(
+        **create_transform_job_request(
+            job_name, model_name, instance_type, output_uri, options, settings.boto_tags()
+        )
+    )
+    if context.dry_run:
         return context.dry_run_result()
     status = "InProgress"
     if wait:

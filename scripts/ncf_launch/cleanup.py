@@ -13,8 +13,9 @@ from botocore.exceptions import ClientError
 
 from ncf_launch import PROJECT_TAG_KEY, PROJECT_TAG_VALUE
 from ncf_launch.aws import AwsContext
-from ncf_launch.deploy import check_name, deregister_autoscaling
 from ncf_launch.errors import LaunchError
+from ncf_launch.hosting import deregister_autoscaling
+from ncf_launch.names import check_name
 from ncf_launch.settings import Settings
 
 
@@ -27,7 +28,7 @@ def run_cleanup(settings: Settings, endpoint_name: str, keep_model: bool = False
     try:
         endpoint = client.describe_endpoint(EndpointName=endpoint_name)
     except ClientError as error:
-        if context.recorder is None:
+        if not context.dry_run:
             raise LaunchError(f"endpoint {endpoint_name}: {error}") from error
         endpoint = {"EndpointConfigName": f"<config of {endpoint_name}>"}
     config_name = endpoint["EndpointConfigName"]
@@ -36,7 +37,7 @@ def run_cleanup(settings: Settings, endpoint_name: str, keep_model: bool = False
         config = client.describe_endpoint_config(EndpointConfigName=config_name)
         models = [variant["ModelName"] for variant in config["ProductionVariants"]]
     except ClientError:
-        if context.recorder is None:
+        if not context.dry_run:
             raise
     deregister_autoscaling(context, endpoint_name)
     client.delete_endpoint(EndpointName=endpoint_name)
@@ -47,7 +48,7 @@ def run_cleanup(settings: Settings, endpoint_name: str, keep_model: bool = False
         for model_name in models:
             client.delete_model(ModelName=model_name)
             deleted["models"].append(model_name)
-    if context.recorder is not None:
+    if context.dry_run:
         return context.dry_run_result()
     return {"deleted": deleted}
 
@@ -66,6 +67,6 @@ def run_list(settings: Settings) -> dict[str, Any]:
             # arn:aws:sagemaker:region:account:endpoint/name -> "sagemaker:endpoint"
             service, resource = arn.split(":")[2], arn.split(":", 5)[5]
             grouped[f"{service}:{resource.split('/')[0]}"].append(arn)
-    if context.recorder is not None:
+    if context.dry_run:
         return context.dry_run_result()
     return dict(grouped)

@@ -16,7 +16,28 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ncf_launch.batch import run_batch
+from ncf_launch.cleanup import run_cleanup, run_list
+from ncf_launch.deploy import run_deploy
 from ncf_launch.errors import LaunchError
+from ncf_launch.invoke import build_body, format_predictions, run_invoke
+from ncf_launch.options import (
+    BATCH_STRATEGIES,
+    DEFAULT_ENDPOINT_NAME,
+    DEFAULT_LOCAL_PORT,
+    DEFAULT_RANGES,
+    DEFAULT_TOP_K,
+    INPUT_MODES,
+    TUNING_STRATEGIES,
+    BatchOptions,
+    DeployOptions,
+    TrainOptions,
+    TuneOptions,
+    parse_assignments,
+    parse_string_assignments,
+)
 from ncf_launch.settings import Settings
 
 EXIT_USAGE = 2
@@ -66,14 +87,28 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME=VALUE",
         help="hyperparameter (repeatable), e.g. --hp epochs=20 --hp model_type=neumf",
     )
-    job.add_argument("--instance-type", default="ml.m5.xlarge", help="default ml.m5.xlarge")
-    job.add_argument("--instance-count", type=int, default=1)
-    job.add_argument("--volume-size", type=int, default=30, help="GB, default 30")
-    job.add_argument("--max-runtime", type=int, default=3600, help="seconds, default 3600")
+    job.add_argument(
+        "--instance-type",
+        default=TrainOptions.instance_type,
+        help=f"default {TrainOptions.instance_type}",
+    )
+    job.add_argument("--instance-count", type=int, default=TrainOptions.instance_count)
+    job.add_argument(
+        "--volume-size",
+        type=int,
+        default=TrainOptions.volume_size_gb,
+        help=f"GB, default {TrainOptions.volume_size_gb}",
+    )
+    job.add_argument(
+        "--max-runtime",
+        type=int,
+        default=TrainOptions.max_runtime_s,
+        help=f"seconds, default {TrainOptions.max_runtime_s}",
+    )
     job.add_argument("--spot", action="store_true", help="managed Spot training (checkpointed)")
     job.add_argument("--max-wait", type=int, help="Spot: seconds incl. waiting (>= max runtime)")
     job.add_argument("--checkpoint-s3-uri", help="default s3://BUCKET/PREFIX/checkpoints/<job>")
-    job.add_argument("--input-mode", choices=("File", "FastFile"), default="File")
+    job.add_argument("--input-mode", choices=INPUT_MODES, default=TrainOptions.input_mode)
     job.add_argument("--output-path", help="S3 output path (default s3://BUCKET/PREFIX/output)")
     job.add_argument("--env", action="append", metavar="NAME=VALUE", help="container environment")
     job.add_argument("--no-wait", action="store_true", help="start the job and return")
@@ -123,26 +158,27 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat list 
         help="continuous:LO:HI[:log] | integer:LO:HI[:log] | categorical:A|B|C "
         "(default: learning_rate, num_negatives, batch_size, gmf_dim)",
     )
-    tune.add_argument("--max-jobs", type=int, default=8)
-    tune.add_argument("--max-parallel-jobs", type=int, default=2)
-    tune.add_argument("--strategy", choices=("Bayesian", "Random", "Hyperband"), default="Bayesian")
+    tune.add_argument("--max-jobs", type=int, default=TuneOptions.max_jobs)
+    tune.add_argument("--max-parallel-jobs", type=int, default=TuneOptions.max_parallel_jobs)
+    tune.add_argument("--strategy", choices=TUNING_STRATEGIES, default=TuneOptions.strategy)
 
     deploy = command("deploy", "create or update (no downtime) a real-time endpoint")
     _model_arguments(deploy)
-    deploy.add_argument("--endpoint-name", default="ncf-endpoint")
+    deploy.add_argument("--endpoint-name", default=DEFAULT_ENDPOINT_NAME)
     deploy.add_argument(
         "--instance-type",
-        default="ml.c5.xlarge",
+        default=DeployOptions.instance_type,
         help="CPU ml.c5/ml.m5, GPU ml.g4dn/ml.g5 (use the GPU image flavour)",
     )
-    deploy.add_argument("--instance-count", type=int, default=1)
+    deploy.add_argument("--instance-count", type=int, default=DeployOptions.instance_count)
     deploy.add_argument("--workers", type=int, help="SAGEMAKER_MODEL_SERVER_WORKERS")
     deploy.add_argument("--timeout", type=int, help="SAGEMAKER_MODEL_SERVER_TIMEOUT, seconds")
     deploy.add_argument(
         "--startup-health-check-timeout",
         type=int,
-        default=600,
-        help="ContainerStartupHealthCheckTimeoutInSeconds (default 600)",
+        default=DeployOptions.startup_health_check_timeout_s,
+        help="ContainerStartupHealthCheckTimeoutInSeconds "
+        f"(default {DeployOptions.startup_health_check_timeout_s})",
     )
     deploy.add_argument("--env", action="append", metavar="NAME=VALUE")
     deploy.add_argument("--autoscale-min", type=int, help="enable target tracking: min instances")
@@ -150,8 +186,9 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat list 
     deploy.add_argument(
         "--autoscale-target",
         type=float,
-        default=100.0,
-        help="SageMakerVariantInvocationsPerInstance per minute (default 100)",
+        default=DeployOptions.autoscale_target,
+        help="SageMakerVariantInvocationsPerInstance per minute "
+        f"(default {DeployOptions.autoscale_target:g})",
     )
     deploy.add_argument("--no-wait", action="store_true")
     deploy.add_argument(
@@ -159,17 +196,22 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat list 
         action="store_true",
         help="serve with SageMaker local mode on Docker until Ctrl-C",
     )
-    deploy.add_argument("--port", type=int, default=8080, help="--local: host port (8080)")
+    deploy.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_LOCAL_PORT,
+        help=f"--local: host port ({DEFAULT_LOCAL_PORT})",
+    )
 
     invoke = command("invoke", "send one request and print the recommendations")
-    invoke.add_argument("--endpoint-name", default="ncf-endpoint")
+    invoke.add_argument("--endpoint-name", default=DEFAULT_ENDPOINT_NAME)
     invoke.add_argument("--user-id", help="top-k for this user")
     invoke.add_argument("--item-id", help="items similar to this one")
-    invoke.add_argument("--k", type=int, default=10)
+    invoke.add_argument("--k", type=int, default=DEFAULT_TOP_K)
     invoke.add_argument("--payload", help="JSON request body from this file")
     invoke.add_argument("--json", action="store_true", help="print the raw JSON answer")
     invoke.add_argument("--local", action="store_true", help="call the local-mode endpoint")
-    invoke.add_argument("--port", type=int, default=8080)
+    invoke.add_argument("--port", type=int, default=DEFAULT_LOCAL_PORT)
 
     batch = command("batch", "batch transform over JSON Lines in S3, one output line per input")
     _model_arguments(batch)
@@ -178,27 +220,26 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat list 
         "--output", help="s3:// output path (default s3://BUCKET/PREFIX/batch-output)"
     )
     batch.add_argument("--model-name", help="use this existing SageMaker model")
-    batch.add_argument("--instance-type", default="ml.c5.xlarge")
-    batch.add_argument("--instance-count", type=int, default=1)
+    batch.add_argument("--instance-type", default=BatchOptions.instance_type)
+    batch.add_argument("--instance-count", type=int, default=BatchOptions.instance_count)
     batch.add_argument(
-        "--batch-strategy", choices=("MultiRecord", "SingleRecord"), default="MultiRecord"
+        "--batch-strategy", choices=BATCH_STRATEGIES, default=BatchOptions.batch_strategy
     )
-    batch.add_argument("--max-payload", type=int, default=6, help="MB per request (default 6)")
+    batch.add_argument(
+        "--max-payload",
+        type=int,
+        default=BatchOptions.max_payload_mb,
+        help=f"MB per request (default {BatchOptions.max_payload_mb})",
+    )
     batch.add_argument("--max-concurrent-transforms", type=int)
     batch.add_argument("--no-wait", action="store_true")
 
     cleanup = command("cleanup", "delete an endpoint with its endpoint config and model")
-    cleanup.add_argument("--endpoint-name", default="ncf-endpoint")
+    cleanup.add_argument("--endpoint-name", default=DEFAULT_ENDPOINT_NAME)
     cleanup.add_argument("--keep-model", action="store_true")
 
     command("list", "list everything tagged project=ncf-sagemaker in the region")
     return parser
-
-
-def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
-    from ncf_launch.train import parse_assignments
-
-    return {name: str(value) for name, value in parse_assignments(values, what).items()}
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -215,13 +256,12 @@ def settings_from(args: argparse.Namespace) -> Settings:
         dry_run=args.dry_run,
         local=getattr(args, "local", False),
         check_role=not args.skip_role_check,
-        extra_tags=tuple(_pairs(args.tag, "--tag").items()),
+        extra_tags=tuple(parse_string_assignments(args.tag, "--tag").items()),
     )
 
 
-def _train_options(args: argparse.Namespace) -> Any:
-    from ncf_launch.train import TrainOptions, parse_assignments
-
+def train_options_from(args: argparse.Namespace) -> TrainOptions:
+    """The training job of ``ncf train`` and ``ncf tune``."""
     channels = {
         name: value
         for name, value in {
@@ -244,13 +284,23 @@ def _train_options(args: argparse.Namespace) -> Any:
         checkpoint_s3_uri=args.checkpoint_s3_uri,
         input_mode=args.input_mode,
         output_path=args.output_path,
-        environment=_pairs(args.env, "--env"),
+        environment=parse_string_assignments(args.env, "--env"),
     )
 
 
-def _deploy_options(args: argparse.Namespace) -> Any:
-    from ncf_launch.deploy import DeployOptions
+def tune_options_from(args: argparse.Namespace) -> TuneOptions:
+    """The tuning job of ``ncf tune``."""
+    return TuneOptions(
+        training=train_options_from(args),
+        ranges=parse_string_assignments(args.range, "--range") or dict(DEFAULT_RANGES),
+        max_jobs=args.max_jobs,
+        max_parallel_jobs=args.max_parallel_jobs,
+        strategy=args.strategy,
+    )
 
+
+def deploy_options_from(args: argparse.Namespace) -> DeployOptions:
+    """The endpoint of ``ncf deploy``."""
     return DeployOptions(
         endpoint_name=args.endpoint_name,
         model_data=args.model_data,
@@ -260,17 +310,35 @@ def _deploy_options(args: argparse.Namespace) -> Any:
         workers=args.workers,
         timeout_s=args.timeout,
         startup_health_check_timeout_s=args.startup_health_check_timeout,
-        environment=_pairs(args.env, "--env"),
+        environment=parse_string_assignments(args.env, "--env"),
         autoscale_min=args.autoscale_min,
         autoscale_max=args.autoscale_max,
         autoscale_target=args.autoscale_target,
     )
 
 
-def _serve_locally(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
-    from ncf_launch.deploy import run_local_deploy, stop_local_endpoint
+def batch_options_from(args: argparse.Namespace) -> BatchOptions:
+    """The transform job of ``ncf batch``."""
+    return BatchOptions(
+        input_uri=args.input,
+        output_uri=args.output,
+        model_name=args.model_name,
+        model_data=args.model_data,
+        training_job=args.training_job,
+        instance_type=args.instance_type,
+        instance_count=args.instance_count,
+        batch_strategy=args.batch_strategy,
+        max_payload_mb=args.max_payload,
+        max_concurrent_transforms=args.max_concurrent_transforms,
+    )
 
-    session, names = run_local_deploy(settings, _deploy_options(args), port=args.port)
+
+def serve_locally(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
+    """``ncf deploy --local``: serve until Ctrl-C or SIGTERM, then remove the endpoint."""
+    # Lazy: local mode imports the SageMaker SDK (seconds); the other commands stay light.
+    from ncf_launch.local import run_local_deploy, stop_local_endpoint
+
+    session, names = run_local_deploy(settings, deploy_options_from(args), port=args.port)
     print(json.dumps(names), file=sys.__stdout__, flush=True)
     print("serving; Ctrl-C (or SIGTERM) stops the endpoint", file=sys.stderr, flush=True)
     stop = {"requested": False}
@@ -293,59 +361,41 @@ def dispatch(args: argparse.Namespace) -> Any:  # noqa: PLR0911 - one branch per
     settings = settings_from(args)
     wait = not getattr(args, "no_wait", False)
     if args.command == "train":
+        if settings.local:
+            # Lazy: local mode imports the SageMaker SDK (seconds); deploy, invoke stay light.
+            from ncf_launch.local import run_local_train
+
+            return run_local_train(settings, train_options_from(args))
+        # Lazy: training imports the SageMaker SDK (seconds); deploy, invoke, list stay light.
         from ncf_launch.train import run_train
 
-        return run_train(settings, _train_options(args), wait=wait)
+        return run_train(settings, train_options_from(args), wait=wait)
     if args.command == "tune":
+        # Lazy: tuning imports the SageMaker SDK (seconds); deploy, invoke, list stay light.
         from ncf_launch.tune import run_tune
 
-        ranges = _pairs(args.range, "--range") if args.range else None
-        return run_tune(
-            settings,
-            _train_options(args),
-            ranges=ranges,
-            max_jobs=args.max_jobs,
-            max_parallel_jobs=args.max_parallel_jobs,
-            strategy=args.strategy,
-            wait=wait,
-        )
+        return run_tune(settings, tune_options_from(args), wait=wait)
     if args.command == "deploy":
         if settings.local:
-            return _serve_locally(settings, args)
-        from ncf_launch.deploy import run_deploy
-
-        return run_deploy(settings, _deploy_options(args), wait=wait)
+            return serve_locally(settings, args)
+        return run_deploy(settings, deploy_options_from(args), wait=wait)
     if args.command == "invoke":
-        from ncf_launch.invoke import build_body, format_predictions, run_invoke
-
         body = build_body(args.payload, args.user_id, args.item_id, args.k)
-        answer = run_invoke(settings, args.endpoint_name, body, port=args.port)
+        if settings.local:
+            # Lazy: local mode imports the SageMaker SDK (seconds); a cloud invoke stays light.
+            from ncf_launch.local import invoke_local
+
+            answer = invoke_local(body, args.endpoint_name, args.port)
+        else:
+            answer = run_invoke(settings, args.endpoint_name, body)
         if args.json or answer.get("dry_run"):
             return answer
         return format_predictions(answer)
     if args.command == "batch":
-        from ncf_launch.batch import BatchOptions, run_batch
-
-        options = BatchOptions(
-            input_uri=args.input,
-            output_uri=args.output,
-            model_name=args.model_name,
-            model_data=args.model_data,
-            training_job=args.training_job,
-            instance_type=args.instance_type,
-            instance_count=args.instance_count,
-            batch_strategy=args.batch_strategy,
-            max_payload_mb=args.max_payload,
-            max_concurrent_transforms=args.max_concurrent_transforms,
-        )
-        return run_batch(settings, options, wait=wait)
+        return run_batch(settings, batch_options_from(args), wait=wait)
     if args.command == "cleanup":
-        from ncf_launch.cleanup import run_cleanup
-
         return run_cleanup(settings, args.endpoint_name, keep_model=args.keep_model)
     if args.command == "list":
-        from ncf_launch.cleanup import run_list
-
         return run_list(settings)
     raise LaunchError(f"unknown command {args.command}")
 
@@ -362,13 +412,9 @@ def main(argv: Sequence[str] | None = None, out: Callable[[str], Any] | None = N
     except LaunchError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    except Exception as error:  # AWS errors: say which call failed, without a traceback
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        if isinstance(error, ClientError | BotoCoreError):
-            print(f"error: AWS said: {error}", file=sys.stderr)
-            return 1
-        raise
+    except (ClientError, BotoCoreError) as error:  # say which call failed, without a traceback
+        print(f"error: AWS said: {error}", file=sys.stderr)
+        return 1
     if isinstance(result, dict) and result.get("dry_run"):
         write(json.dumps(result["requests"], indent=2, default=str))
     elif isinstance(result, str):

@@ -1,4 +1,6 @@
-"""``ncf invoke``: one request to an endpoint (or the local one), recommendations printed readably.
+"""``ncf invoke``: one request to an endpoint, recommendations printed readably.
+
+The local-mode endpoint is called by :func:`ncf_launch.local.invoke_local`.
 
 The request format is the serving container's (issue 3): ``{"user_id": "42", "k": 10}``
 or ``{"instances": [...]}``; the answer is ``{"predictions": [...]}``.
@@ -53,33 +55,15 @@ def format_predictions(response: dict[str, Any]) -> str:
     return "\n".join(lines) if lines else json.dumps(response, indent=2)
 
 
-def run_invoke(
-    settings: Settings, endpoint_name: str, body: dict[str, Any], port: int = 8080
-) -> dict[str, Any]:
-    """Send ``body`` as application/json and return the decoded answer."""
-    payload = json.dumps(body)
-    if settings.local:
-        from sagemaker.core.local.local_session import LocalSagemakerRuntimeClient
-
-        runtime = LocalSagemakerRuntimeClient({"local": {"serving_port": port}})
-        response = runtime.invoke_endpoint(
-            Body=payload,
-            EndpointName=endpoint_name,
-            ContentType="application/json",
-            Accept="application/json",
-        )
-        status = response["ResponseMetadata"]["HTTPStatusCode"]
-        text = response["Body"].read().decode("utf-8")
-        if status != 200:
-            raise LaunchError(f"local endpoint answered {status}: {text}")
-        return json.loads(text)
+def run_invoke(settings: Settings, endpoint_name: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Send ``body`` as application/json to the endpoint and return the decoded answer."""
     context = AwsContext(settings)
     response = context.client("sagemaker-runtime").invoke_endpoint(
         EndpointName=endpoint_name,
         ContentType="application/json",
         Accept="application/json",
-        Body=payload,
+        Body=json.dumps(body),
     )
-    if context.recorder is not None:
+    if context.dry_run:
         return context.dry_run_result()
     return json.loads(response["Body"].read())

@@ -9,34 +9,31 @@ as a single training job. The training job definition comes from the same
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
+
+from sagemaker.core.parameter import (
+    CategoricalParameter,
+    ContinuousParameter,
+    IntegerParameter,
+    ParameterRange,
+)
+from sagemaker.train.tuner import HyperparameterTuner
 
 from ncf_launch.aws import AwsContext
 from ncf_launch.errors import LaunchError
+from ncf_launch.options import TUNE_BASE_JOB_NAME, TuneOptions
 from ncf_launch.settings import Settings
-from ncf_launch.train import TrainOptions, build_channels, build_trainer
-
-#: The search space when no ``--range`` is given: the NCF paper's most sensitive knobs.
-DEFAULT_RANGES: dict[str, str] = {
-    "learning_rate": "continuous:0.0001:0.01:log",
-    "num_negatives": "integer:2:8",
-    "batch_size": "categorical:1024|2048|4096",
-    "gmf_dim": "categorical:8|16|32|64",
-}
+from ncf_launch.train import build_channels, build_trainer
+from training.metric_definitions import METRIC_DEFINITIONS, OBJECTIVE_METRIC
 
 
-def parse_range(name: str, spec: str) -> Any:
+def parse_range(name: str, spec: str) -> ParameterRange:
     """``continuous:LO:HI[:log]``, ``integer:LO:HI[:log]`` or ``categorical:A|B|C``.
 
     Raises:
         LaunchError: The spec does not have one of those forms.
     """
-    from sagemaker.core.parameter import (
-        CategoricalParameter,
-        ContinuousParameter,
-        IntegerParameter,
-    )
-
     kind, _, rest = spec.partition(":")
     try:
         if kind == "categorical":
@@ -58,50 +55,44 @@ def parse_range(name: str, spec: str) -> Any:
     )
 
 
-def run_tune(
-    settings: Settings,
-    options: TrainOptions,
-    ranges: dict[str, str] | None = None,
-    max_jobs: int = 8,
-    max_parallel_jobs: int = 2,
-    strategy: str = "Bayesian",
-    early_stopping: str = "Auto",
-    wait: bool = True,
-) -> dict[str, Any]:
+def tuning_job_name() -> str:
+    """``ncf-tune-yymmdd-HHMMSS-mmm``: at most 32 characters, millisecond resolution.
+
+    The SDK's default name has minute resolution, so two jobs started in the same
+    minute would collide.
+    """
+    stamp = time.strftime("%y%m%d-%H%M%S", time.gmtime())
+    return f"{TUNE_BASE_JOB_NAME}-{stamp}-{int(time.time() * 1000) % 1000:03d}"
+
+
+def run_tune(settings: Settings, options: TuneOptions, wait: bool = True) -> dict[str, Any]:
     """Start the tuning job; with ``wait``, wait for it and report the best training job."""
-    from sagemaker.train.tuner import HyperparameterTuner
-
-    from training.metric_definitions import METRIC_DEFINITIONS, OBJECTIVE_METRIC
-
     if settings.local:
         raise LaunchError("tuning runs on SageMaker only; use `ncf train --local` to rehearse")
     context = AwsContext(settings)
-    options.base_job_name = options.base_job_name.replace("train", "tune")
-    trainer = build_trainer(settings, options, context)
-    hyperparameter_ranges = {
-        name: parse_range(name, spec) for name, spec in (ranges or DEFAULT_RANGES).items()
-    }
+    training = replace(options.training, base_job_name=TUNE_BASE_JOB_NAME)
+    trainer = build_trainer(settings, training, context)
     tuner = HyperparameterTuner(
         model_trainer=trainer,
         objective_metric_name=OBJECTIVE_METRIC,
         objective_type="Maximize",
-        hyperparameter_ranges=hyperparameter_ranges,
+        hyperparameter_ranges={
+            name: parse_range(name, spec) for name, spec in options.ranges.items()
+        },
         metric_definitions=METRIC_DEFINITIONS,
-        strategy=strategy,
-        max_jobs=max_jobs,
-        max_parallel_jobs=max_parallel_jobs,
-        early_stopping_type=early_stopping,
-        base_tuning_job_name="ncf-tune",
+        strategy=options.strategy,
+        max_jobs=options.max_jobs,
+        max_parallel_jobs=options.max_parallel_jobs,
+        early_stopping_type=options.early_stopping,
+        base_tuning_job_name=TUNE_BASE_JOB_NAME,
         tags=settings.boto_tags(),
     )
-    dry_run = context.recorder is not None
-    # Tuning job names are at most 32 characters; the SDK's default has minute resolution,
-    # so two jobs started in the same minute would collide.
-    job_name = time.strftime("ncf-tune-%y%m%d-%H%M%S", time.gmtime()) + (
-        f"-{int(time.time() * 1000) % 1000:03d}"
+    tuner.tune(
+        inputs=build_channels(training),
+        job_name=tuning_job_name(),
+        wait=wait and not context.dry_run,
     )
-    tuner.tune(inputs=build_channels(options), job_name=job_name, wait=wait and not dry_run)
-    if dry_run:
+    if context.dry_run:
         return context.dry_run_result()
     name = tuner.latest_tuning_job.hyper_parameter_tuning_job_name
     result: dict[str, Any] = {"tuning_job_name": name}

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 from launch_constants import REPO_ROOT, free_port
-from ncf_launch.deploy import DeployOptions, run_local_deploy, stop_local_endpoint
+from ncf_launch.local import run_local_deploy, stop_local_endpoint
+from ncf_launch.options import DeployOptions
 from ncf_launch.settings import Settings
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]

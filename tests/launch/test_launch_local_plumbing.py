@@ -152,7 +152,8 @@ def test_local_train_failure_says_why(tmp_path, probe_image) -> None:
 
 
 def test_local_deploy_passes_the_serving_environment(tmp_path, probe_image) -> None:
-    from ncf_launch.deploy import DeployOptions, run_local_deploy, stop_local_endpoint
+    from ncf_launch.local import run_local_deploy, stop_local_endpoint
+    from ncf_launch.options import DeployOptions
     from ncf_launch.settings import Settings
 
     # A model.tar.gz as training leaves it (no training needed to test serving).

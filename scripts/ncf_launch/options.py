@@ -1,0 +1,167 @@
+"""What each command needs beyond the shared settings, with every default in one place.
+
+The dataclasses here are frozen: a command derives a changed copy with
+:func:`dataclasses.replace` instead of editing what it was given. The argument
+parser (:mod:`ncf_launch.cli`) reads its defaults from these classes, so a
+default is written once. Light on purpose (no AWS SDK), so ``--help`` and the
+argument checks stay fast.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from ncf_launch.errors import LaunchError
+from ncf_launch.settings import check_s3_uri
+
+CHANNELS = ("train", "validation", "test", "test_negatives")
+INPUT_MODES = ("File", "FastFile")
+TUNING_STRATEGIES = ("Bayesian", "Random", "Hyperband")
+BATCH_STRATEGIES = ("MultiRecord", "SingleRecord")
+TRAIN_BASE_JOB_NAME = "ncf-train"
+TUNE_BASE_JOB_NAME = "ncf-tune"
+DEFAULT_ENDPOINT_NAME = "ncf-endpoint"
+#: Host port of a local-mode endpoint (the container's own port is always 8080).
+DEFAULT_LOCAL_PORT = 8080
+DEFAULT_TOP_K = 10
+#: The search space when no ``--range`` is given: the NCF paper's most sensitive knobs.
+DEFAULT_RANGES: dict[str, str] = {
+    "learning_rate": "continuous:0.0001:0.01:log",
+    "num_negatives": "integer:2:8",
+    "batch_size": "categorical:1024|2048|4096",
+    "gmf_dim": "categorical:8|16|32|64",
+}
+
+
+def parse_assignments(pairs: list[str] | None, what: str) -> dict[str, Any]:
+    """``["epochs=5", "mlp_layers=[64,32]"]`` -> ``{"epochs": 5, "mlp_layers": [64, 32]}``.
+
+    Values are JSON-decoded where they parse, kept as strings otherwise.
+
+    Raises:
+        LaunchError: A pair has no ``=`` or no name.
+    """
+    values: dict[str, Any] = {}
+    for pair in pairs or []:
+        name, sep, raw = pair.partition("=")
+        if not sep or not name:
+            raise LaunchError(f"{what}: expected NAME=VALUE, got {pair!r}")
+        try:
+            values[name.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            values[name.strip()] = raw
+    return values
+
+
+def parse_string_assignments(pairs: list[str] | None, what: str) -> dict[str, str]:
+    """Like :func:`parse_assignments`, every value as a string (tags, environment variables)."""
+    return {name: str(value) for name, value in parse_assignments(pairs, what).items()}
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """What one training job needs beyond the shared settings."""
+
+    channels: dict[str, str]
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    instance_type: str = "ml.m5.xlarge"
+    instance_count: int = 1
+    volume_size_gb: int = 30
+    max_runtime_s: int = 3600
+    spot: bool = False
+    max_wait_s: int | None = None
+    checkpoint_s3_uri: str | None = None
+    input_mode: str = "File"
+    base_job_name: str = TRAIN_BASE_JOB_NAME
+    environment: dict[str, str] = field(default_factory=dict)
+    output_path: str | None = None
+
+    def check(self, local: bool = False) -> None:
+        """Reject what SageMaker would reject, before any call.
+
+        Raises:
+            LaunchError: Missing ``train`` channel, unknown channel, bad URI or Spot setting.
+        """
+        if "train" not in self.channels:
+            raise LaunchError("the train channel is required: pass --train s3://bucket/prefix/")
+        unknown = sorted(set(self.channels) - set(CHANNELS))
+        if unknown:
+            raise LaunchError(f"unknown channel(s) {unknown}; valid: {list(CHANNELS)}")
+        for name, uri in self.channels.items():
+            if local and uri.startswith("file://"):
+                continue
+            check_s3_uri(uri, f"--{name.replace('_', '-')}")
+        if self.input_mode not in INPUT_MODES:
+            raise LaunchError(f"--input-mode must be one of {INPUT_MODES}, got {self.input_mode!r}")
+        if self.spot:
+            wait = self.max_wait_s or self.max_runtime_s
+            if wait < self.max_runtime_s:
+                raise LaunchError(
+                    f"--max-wait ({wait} s) must be at least --max-runtime ({self.max_runtime_s} s)"
+                )
+        if self.checkpoint_s3_uri:
+            check_s3_uri(self.checkpoint_s3_uri, "--checkpoint-s3-uri")
+
+
+@dataclass(frozen=True)
+class TuneOptions:
+    """A tuning job: the training job it repeats, and the search around it."""
+
+    training: TrainOptions
+    ranges: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_RANGES))
+    max_jobs: int = 8
+    max_parallel_jobs: int = 2
+    strategy: str = "Bayesian"
+    early_stopping: str = "Auto"
+
+
+@dataclass(frozen=True)
+class DeployOptions:
+    """What a deployment needs beyond the shared settings."""
+
+    endpoint_name: str = DEFAULT_ENDPOINT_NAME
+    model_data: str | None = None
+    training_job: str | None = None
+    instance_type: str = "ml.c5.xlarge"
+    instance_count: int = 1
+    workers: int | None = None
+    timeout_s: int | None = None
+    startup_health_check_timeout_s: int = 600
+    environment: dict[str, str] = field(default_factory=dict)
+    autoscale_min: int | None = None
+    autoscale_max: int | None = None
+    autoscale_target: float = 100.0
+    scale_in_cooldown_s: int = 300
+    scale_out_cooldown_s: int = 60
+
+    @property
+    def autoscale(self) -> bool:
+        """Whether target-tracking autoscaling was asked for."""
+        return self.autoscale_min is not None or self.autoscale_max is not None
+
+    def container_environment(self) -> dict[str, str]:
+        """Serving settings the container reads (issue 3): workers and request timeout."""
+        environment = dict(self.environment)
+        if self.workers is not None:
+            environment["SAGEMAKER_MODEL_SERVER_WORKERS"] = str(self.workers)
+        if self.timeout_s is not None:
+            environment["SAGEMAKER_MODEL_SERVER_TIMEOUT"] = str(self.timeout_s)
+        return environment
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """What one transform job needs beyond the shared settings."""
+
+    input_uri: str
+    output_uri: str | None = None
+    model_name: str | None = None
+    model_data: str | None = None
+    training_job: str | None = None
+    instance_type: str = "ml.c5.xlarge"
+    instance_count: int = 1
+    batch_strategy: str = "MultiRecord"
+    max_payload_mb: int = 6
+    max_concurrent_transforms: int | None = None
