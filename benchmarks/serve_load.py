@@ -1,4 +1,4 @@
-"""Serving load test: ``container/serve`` against a Flask + ``model.predict`` server.
+"""Serving load test: ``serve`` against a Flask + ``model.predict`` server.
 
 Both servers run on localhost with the MovieLens-1M model that
 ``benchmarks/train_ml1m.py`` writes to ``benchmarks/results/ml1m-model``
@@ -6,7 +6,7 @@ Both servers run on localhost with the MovieLens-1M model that
 top 10 of a random known user, one user per request, at several concurrency
 levels. Reported per level: requests/s and p50 / p99 latency. Also: the time
 from starting the process to the first 200 on ``/ping``, and the slowest
-``/ping`` while ``container/serve`` is under the heaviest load.
+``/ping`` while ``serve`` is under the heaviest load.
 
 Usage::
 
@@ -162,8 +162,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 64])
     parser.add_argument("--naive-duration", type=int, default=10)
     parser.add_argument("--skip-naive", action="store_true")
-    parser.add_argument("--workers", help="SAGEMAKER_MODEL_SERVER_WORKERS for container/serve")
-    parser.add_argument("--threads", help="NCF_SERVER_THREADS for container/serve")
+    parser.add_argument("--workers", help="SAGEMAKER_MODEL_SERVER_WORKERS for serve")
+    parser.add_argument("--threads", help="NCF_SERVER_THREADS for serve")
     args = parser.parse_args()
     if not (args.model_dir / "weights.npz").exists():
         raise SystemExit(f"{args.model_dir} has no model; run benchmarks/train_ml1m.py first")
@@ -190,14 +190,14 @@ def main() -> None:
             env["NCF_SERVER_THREADS"] = args.threads
         started = time.perf_counter()
         server = subprocess.Popen(
-            [sys.executable, str(REPO / "container" / "serve")],
+            [sys.executable, "-m", "inference"],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         try:
             report["serve_start_to_ping_s"] = wait_healthy(server, url, started)
-            print(f"container/serve healthy after {report['serve_start_to_ping_s']:.2f} s")
+            print(f"serve healthy after {report['serve_start_to_ping_s']:.2f} s")
             wrk(url, 4, 2)  # warm-up
             report["serve"] = run_levels(
                 "serve", url, args.concurrency, args.duration, True, server.pid
@@ -265,7 +265,7 @@ def main() -> None:
         best_naive = max(row["rps"] for row in report["naive"])  # type: ignore[union-attr]
         print(f"\nbest throughput ratio serve / naive: {best / best_naive:.0f}x")
     print(
-        f"container/serve start -> /ping 200: {report['serve_start_to_ping_s']:.2f} s; "
+        f"serve start -> /ping 200: {report['serve_start_to_ping_s']:.2f} s; "
         f"SIGTERM -> exit: {report['serve_sigterm_exit_s']:.2f} s"
     )
 

@@ -21,7 +21,7 @@ from flask import Flask, Response, request
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from training.artifacts import load_model_dir
+from ncf_contract.model_dir import load_model_dir
 from training.model import NCF
 
 
@@ -73,7 +73,7 @@ def invocations() -> Response:
     items = np.arange(ARTIFACTS.num_items)
     users = np.full(ARTIFACTS.num_items, user)
     scores = MODEL.predict([users, items], batch_size=len(items), verbose=0)[:, 0]
-    scores[ARTIFACTS.seen_items(user)] = -np.inf
+    scores[ARTIFACTS.seen.row(user)] = -np.inf
     best = np.argsort(-scores)[:k]
     predictions = [
         {

@@ -1,7 +1,7 @@
-"""NCF on MovieLens-1M with the paper's exact split and test negatives, through `container/train`.
+"""NCF on MovieLens-1M with the paper's exact split and test negatives, through `train`.
 
 Converts ``../shared/data/ml-1m-ncf`` into SageMaker channels in a temporary
-directory (never into the repository), runs the real ``container/train`` with
+directory (never into the repository), runs the real ``train`` with
 default hyperparameters (plus any ``--hp name=value``), and prints HR@10,
 NDCG@10, the wall time from this process's start and training samples/s. The
 trained model directory is copied to ``benchmarks/results/ml1m-model`` (git
@@ -78,7 +78,7 @@ def run_ours(hyperparameters: dict[str, str]) -> dict[str, Any]:
         env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base)}
         train_started = time.perf_counter()
         process = subprocess.run(
-            [sys.executable, str(REPO / "container" / "train")],
+            [sys.executable, "-m", "training"],
             env=env,
             capture_output=True,
             text=True,
@@ -90,7 +90,7 @@ def run_ours(hyperparameters: dict[str, str]) -> dict[str, Any]:
                 print(line, flush=True)
         if process.returncode != 0:
             print(process.stdout[-4000:], process.stderr[-4000:], sep="\n")
-            raise SystemExit(f"container/train failed with exit status {process.returncode}")
+            raise SystemExit(f"train failed with exit status {process.returncode}")
         report = json.loads((base / "output" / "data" / "metrics.json").read_text())
         RESULTS.mkdir(parents=True, exist_ok=True)
         target = RESULTS / "ml1m-model"

@@ -10,7 +10,8 @@ Modules, one job each:
 - ``recommender``: top-k, item scores and similar items over a batch of instances.
 - ``flow``: one request, decode -> validate -> batched calls -> encode.
 - ``app``: the Flask app (``/ping``, ``/invocations``, ``/execution-parameters``).
-- ``workers``: the gunicorn gthread worker ``container/serve`` runs.
+- ``workers``: the gunicorn gthread worker the server runs.
+- ``server``: the ``serve`` program, gunicorn configured from ``settings``.
 
 ``POST /invocations`` request and response formats:
 

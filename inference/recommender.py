@@ -5,8 +5,8 @@ each saves per request:
 
 - ``user_index`` / ``item_index``: id -> position dicts, one hash lookup per id
   instead of a search through the vocabulary.
-- ``seen_indptr`` / ``seen_indices``: the CSR of training interactions as
-  index arrays, so excluding a batch's seen items is one fancy-indexed write.
+- ``seen``: the CSR of training interactions (``ncf_contract.seen``), so
+  excluding a batch's seen items is one fancy-indexed write.
 - ``popularity_logits``: the popularity ranking row for unknown users, scored
   by the same top-k code as model rows (no second code path).
 - ``scorer``: see ``inference.scoring`` (item-side tensors, folded kernels).
@@ -27,7 +27,7 @@ import numpy as np
 from inference.errors import bad_request
 from inference.instances import RecommendRequest, ScoreRequest, SimilarRequest
 from inference.scoring import NcfScorer
-from training.artifacts import ModelArtifacts, load_model_dir
+from ncf_contract.model_dir import ModelArtifacts, load_model_dir
 
 POPULARITY_FALLBACK = "popularity"
 #: Users scored per catalog matrix in ``recommend`` and ``similar``.
@@ -99,8 +99,7 @@ class Recommender:
         self.user_index = {user_id: n for n, user_id in enumerate(artifacts.user_ids.tolist())}
         self.item_index = {item_id: n for n, item_id in enumerate(artifacts.item_ids.tolist())}
         self.item_id_list: list[str] = artifacts.item_ids.tolist()
-        self.seen_indptr = np.asarray(artifacts.seen_indptr, dtype=np.intp)
-        self.seen_indices = np.asarray(artifacts.seen_indices, dtype=np.intp)
+        self.seen = artifacts.seen
         self.popularity = np.asarray(artifacts.item_popularity, dtype=np.float32)
         self.item_vectors_t = np.ascontiguousarray(self.scorer.item_vectors.T)
 
@@ -117,16 +116,6 @@ class Recommender:
         """Positions of the known ids among ``item_ids`` (unknown ids are dropped)."""
         lookup = self.item_index.get
         return np.fromiter((p for p in map(lookup, item_ids) if p is not None), dtype=np.intp)
-
-    def _seen_coordinates(
-        self, rows: np.ndarray, users: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        starts, stops = self.seen_indptr[users], self.seen_indptr[users + 1]
-        counts = stops - starts
-        total = int(counts.sum())
-        # Concatenated ranges start..stop per user, without a Python loop.
-        offsets = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
-        return np.repeat(rows, counts), self.seen_indices[np.repeat(starts, counts) + offsets]
 
     def recommend(self, requests: list[RecommendRequest]) -> list[dict[str, Any]]:
         """Top-k for each request; unknown users get the most popular items.
@@ -154,14 +143,9 @@ class Recommender:
 
         exclude_seen = known & np.array([request.exclude_seen for request in requests], dtype=bool)
         if batch == 1 and exclude_seen[0]:  # one user: a slice of the CSR, no index arithmetic
-            user = users[0]
-            matrix[
-                0, self.seen_indices[self.seen_indptr[user] : self.seen_indptr[user + 1]]
-            ] = -np.inf
+            matrix[0, self.seen.row(int(users[0]))] = -np.inf
         elif exclude_seen.any():
-            rows, columns = self._seen_coordinates(
-                np.flatnonzero(exclude_seen), users[exclude_seen]
-            )
+            rows, columns = self.seen.cells(np.flatnonzero(exclude_seen), users[exclude_seen])
             matrix[rows, columns] = -np.inf
         for row, request in enumerate(requests):
             if request.candidate_item_ids is not None:

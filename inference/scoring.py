@@ -1,7 +1,7 @@
 """NumPy scoring of a GMF / MLP / NeuMF model, with every request-independent part precomputed.
 
 Serving never imports TensorFlow: the weights in ``weights.npz`` are enough to
-evaluate the formula in ``training.artifacts`` exactly. What does not depend on
+evaluate the formula in ``ncf_contract.model_dir`` exactly. What does not depend on
 the request is computed once at load time, so a request only does the work
 that involves its own users:
 
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from training.artifacts import ModelArtifacts
+from ncf_contract.model_dir import ModelArtifacts
 
 #: Rows (users x items) scored per MLP block: bounds the ``[rows, L0]`` intermediate
 #: (4 MB at L0 = 64) whatever the batch size.

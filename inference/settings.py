@@ -40,7 +40,7 @@ def _gpu_visible(environ: Mapping[str, str]) -> bool:
 
 @dataclass(frozen=True)
 class ServingSettings:
-    """How ``container/serve`` runs and what ``/execution-parameters`` reports.
+    """How ``serve`` runs and what ``/execution-parameters`` reports.
 
     Attributes:
         model_dir: ``<SAGEMAKER_BASE_DIR or /opt/ml>/model``.

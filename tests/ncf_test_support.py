@@ -136,13 +136,23 @@ def docker_available() -> bool:
     return probe.returncode == 0
 
 
+#: The image's programs, run from this checkout (the same as the ``train`` / ``serve`` / ``ncf``
+#: console scripts the image and ``.venv`` install).
+PROGRAMS: dict[str, list[str]] = {
+    "train": [sys.executable, "-m", "training"],
+    "serve": [sys.executable, "-m", "inference"],
+    "ncf": [sys.executable, "-m", "ncf_launch"],
+}
+
+
 def run_container_script(
     script: str, base_dir: Path, extra_env: dict[str, str] | None = None, timeout: float = 600
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``container/<script>`` as SageMaker would, on ``base_dir`` as ``/opt/ml``."""
+    """Run the image's ``script`` (``train`` or ``serve``) as SageMaker would, on ``base_dir``."""
     env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base_dir), **(extra_env or {})}
     return subprocess.run(
-        [sys.executable, str(REPO_ROOT / "container" / script)],
+        PROGRAMS[script],
+        cwd=REPO_ROOT,
         env=env,
         capture_output=True,
         text=True,

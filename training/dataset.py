@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ncf_contract.seen import SeenItems
 from training.data import ITEM, NEGATIVES, RATING, TIMESTAMP, USER
 from training.errors import DataError
 
@@ -72,86 +73,6 @@ class Interactions:
             None if self.rating is None else self.rating[rows],
             None if self.timestamp is None else self.timestamp[rows],
         )
-
-
-@dataclass(frozen=True)
-class SeenItems:
-    """Each user's items as CSR: row ``u`` is ``indices[indptr[u]:indptr[u+1]]``, sorted, unique."""
-
-    indptr: np.ndarray  # [num_users + 1] int64
-    indices: np.ndarray  # [nnz] int32
-    _keys: np.ndarray = field(init=False, repr=False, compare=False)
-    _cache: dict[Any, np.ndarray] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_cache", {})
-        indptr = np.asarray(self.indptr, dtype=np.int64)
-        indices = np.asarray(self.indices, dtype=np.int32)
-        object.__setattr__(self, "indptr", indptr)
-        object.__setattr__(self, "indices", indices)
-        rows = np.repeat(np.arange(len(indptr) - 1, dtype=np.int64), np.diff(indptr))
-        # Globally sorted keys (user, item) -> one searchsorted answers membership.
-        object.__setattr__(self, "_keys", (rows << 32) | indices.astype(np.int64))
-
-    @classmethod
-    def from_pairs(
-        cls, user_index: np.ndarray, item_index: np.ndarray, num_users: int
-    ) -> SeenItems:
-        """Build from (user, item) pairs; duplicates collapse."""
-        users = np.asarray(user_index, dtype=np.int64)
-        items = np.asarray(item_index, dtype=np.int64)
-        keys = np.sort((users << 32) | items)  # np.unique hashes: far slower here
-        if len(keys) > 1:
-            distinct = np.ones(len(keys), dtype=bool)
-            distinct[1:] = keys[1:] != keys[:-1]
-            keys = keys[distinct]
-        key_users = keys >> 32
-        counts = np.bincount(key_users, minlength=num_users)
-        if len(counts) > num_users:
-            raise ValueError(f"user index {int(key_users.max())} >= num_users {num_users}")
-        indptr = np.zeros(num_users + 1, dtype=np.int64)
-        np.cumsum(counts, out=indptr[1:])
-        return cls(indptr, (keys & 0xFFFFFFFF).astype(np.int32))
-
-    @property
-    def num_users(self) -> int:
-        """Rows (users) of the matrix."""
-        return len(self.indptr) - 1
-
-    @property
-    def nnz(self) -> int:
-        """Stored (user, item) pairs."""
-        return len(self.indices)
-
-    def counts(self) -> np.ndarray:
-        """``[num_users]`` int64 items per user."""
-        return np.diff(self.indptr)
-
-    def row(self, user: int) -> np.ndarray:
-        """The sorted item indices of ``user``."""
-        return self.indices[self.indptr[user] : self.indptr[user + 1]]
-
-    def contains(self, user_index: np.ndarray, item_index: np.ndarray) -> np.ndarray:
-        """``bool [n]``: whether each (user, item) pair is stored (broadcasts)."""
-        users, items = np.broadcast_arrays(
-            np.asarray(user_index, dtype=np.int64), np.asarray(item_index, dtype=np.int64)
-        )
-        query = (users << 32) | items
-        if len(self._keys) == 0:
-            return np.zeros(query.shape, dtype=bool)
-        position = np.searchsorted(self._keys, query)
-        position = np.minimum(position, len(self._keys) - 1)
-        return self._keys[position] == query
-
-    def union(self, other: SeenItems) -> SeenItems:
-        """Both sets of pairs per user (same number of users)."""
-        users = np.concatenate([self._keys >> 32, other._keys >> 32])
-        items = np.concatenate([self.indices, other.indices])
-        return SeenItems.from_pairs(users, items, max(self.num_users, other.num_users))
-
-    def pairs(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(users int32, items int32)`` of every stored pair, user-major."""
-        return (self._keys >> 32).astype(np.int32), self.indices
 
 
 @dataclass(frozen=True)
@@ -403,12 +324,15 @@ def build_dataset(
     test_ix = encoded.get("test")
 
     num_users, num_items = len(users), len(items)
-    train_seen = SeenItems.from_pairs(train_ix.user_index, train_ix.item_index, num_users)
+    train_seen = SeenItems.from_pairs(
+        train_ix.user_index, train_ix.item_index, num_users, num_items
+    )
     parts_ix = [train_ix, validation_ix] + ([test_ix] if test_ix is not None else [])
     all_seen = SeenItems.from_pairs(
         np.concatenate([p.user_index for p in parts_ix]),
         np.concatenate([p.item_index for p in parts_ix]),
         num_users,
+        num_items,
     )
     popularity = np.bincount(train_ix.item_index, minlength=num_items).astype(np.int64)
     return Dataset(

@@ -1,7 +1,7 @@
 """Errors a training job reports to its user.
 
 ``DataError`` and ``ConfigError`` are the user's to fix (bad data, a bad
-hyperparameter); ``container/train`` writes their message as the first line of
+hyperparameter); ``train`` writes their message as the first line of
 ``output/failure``, which SageMaker shows as the job's FailureReason. Anything
 else is an internal fault and is reported with its traceback.
 """

@@ -19,8 +19,9 @@ from itertools import chain
 import numpy as np
 import pandas as pd
 
+from ncf_contract.seen import SeenItems
 from training.data import ITEM, NEGATIVES, USER
-from training.dataset import Dataset, SeenItems
+from training.dataset import Dataset
 from training.errors import DataError
 from training.sampling import _check_users, free_counts, sample_negatives
 
@@ -153,16 +154,6 @@ def sampled_ranking_metrics(
     return _summary(hit, ndcg)
 
 
-def _csr_cells(exclude: SeenItems, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(row-in-batch, item) of every excluded cell for a batch of users."""
-    starts = exclude.indptr[users]
-    lengths = exclude.indptr[users + 1] - starts
-    total = int(lengths.sum())
-    rows = np.repeat(np.arange(len(users)), lengths)
-    offsets = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    return rows, exclude.indices[np.repeat(starts, lengths) + offsets]
-
-
 def full_ranking_metrics(
     score_all_items: Callable[[np.ndarray], np.ndarray],
     users: np.ndarray,
@@ -189,7 +180,7 @@ def full_ranking_metrics(
             raise ValueError(f"score_all_items returned shape {scores.shape}")
         positions = np.arange(len(batch_users))
         target = scores[positions, batch_held].copy()
-        rows, cols = _csr_cells(exclude, batch_users)
+        rows, cols = exclude.cells(np.arange(len(batch_users)), batch_users)
         scores[rows, cols] = -np.inf
         # Counting "> target" over all items: the target cell itself never counts.
         rank = np.count_nonzero(scores > target[:, None], axis=1)

@@ -1,4 +1,4 @@
-"""Writing the model directory serving loads (see ``training.artifacts``).
+"""Writing the model directory serving loads (see ``ncf_contract.model_dir``).
 
 Everything is written into a scratch directory first; ``publish_model_dir``
 moves it into ``model/`` as the job's last step, so a failure never leaves a
@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from training.artifacts import SAVED_MODEL_DIR, ModelArtifacts, ModelMetadata, save_model_dir
+from ncf_contract.model_dir import SAVED_MODEL_DIR, ModelArtifacts, ModelMetadata, save_model_dir
 from training.config import TrainingConfig
 from training.dataset import Dataset
 from training.model import NCF
@@ -78,8 +78,7 @@ def build_artifacts(
         user_ids=np.asarray(dataset.users.ids, dtype=object).astype(str),
         item_ids=np.asarray(dataset.items.ids, dtype=object).astype(str),
         item_popularity=np.asarray(dataset.item_popularity, dtype=np.int64),
-        seen_indptr=np.asarray(dataset.all_seen.indptr, dtype=np.int64),
-        seen_indices=np.asarray(dataset.all_seen.indices, dtype=np.int32),
+        seen=dataset.all_seen,
     )
 
 

@@ -183,7 +183,7 @@ def run(env: Environment, started: float) -> int:
             },
         )
         report.plot_learning_curve(env.output_data_dir, result.history, result.best_epoch)
-        from training.artifacts import publish_model_dir
+        from ncf_contract.model_dir import publish_model_dir
 
         publish_model_dir(scratch, env.model_dir)
     finally:

@@ -1,7 +1,7 @@
 """GMF, MLP and NeuMF (He et al., "Neural Collaborative Filtering", WWW 2017) in Keras 3.
 
 One model class covers the three: ``model_type`` picks the towers. The layers
-map one to one onto the arrays of ``training.artifacts`` (see ``export_weights``),
+map one to one onto the arrays of ``ncf_contract.model_dir`` (see ``export_weights``),
 and the forward pass is the formula documented there::
 
     gmf   = gmf_user[u] * gmf_item[i]
@@ -165,7 +165,7 @@ class NCF(keras.Model):
         return len(self.mlp_dense) if self.use_mlp else 0
 
     def export_weights(self) -> dict[str, np.ndarray]:
-        """The learned arrays under the names of ``training.artifacts``."""
+        """The learned arrays under the names of ``ncf_contract.model_dir``."""
         weights: dict[str, np.ndarray] = {}
         if self.use_gmf:
             weights["gmf_user_embedding"] = ops.convert_to_numpy(self.gmf_user.embeddings)

@@ -17,21 +17,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.dataset import Interactions, SeenItems
+from ncf_contract.seen import SeenItems
+from training.dataset import Interactions
 from training.errors import DataError
 
 
 def _gap_keys(seen: SeenItems, num_items: int) -> np.ndarray:
-    """Sorted keys ``user * (num_items + 1) + (s_j - j)`` (cached on the SeenItems object)."""
-    cache = seen._cache
-    cached = cache.get(("gap_keys", num_items))
-    if cached is not None:
-        return cached
-    counts = seen.counts()
-    rows = np.repeat(np.arange(seen.num_users, dtype=np.int64), counts)
-    within = np.arange(seen.nnz, dtype=np.int64) - np.repeat(seen.indptr[:-1], counts)
-    keys = rows * (num_items + 1) + (seen.indices.astype(np.int64) - within)
-    cache[("gap_keys", num_items)] = keys
+    """Sorted keys ``user * (num_items + 1) + (s_j - j)`` (computed once per ``seen``)."""
+
+    def compute() -> np.ndarray:
+        counts = seen.counts()
+        rows = np.repeat(np.arange(seen.num_users, dtype=np.int64), counts)
+        within = np.arange(seen.nnz, dtype=np.int64) - np.repeat(seen.indptr[:-1], counts)
+        return rows * (num_items + 1) + (seen.indices.astype(np.int64) - within)
+
+    keys: np.ndarray = seen.memo(("gap_keys", num_items), compute)
     return keys
 
 
@@ -71,13 +71,13 @@ _REJECTION_ROUNDS = 8
 
 
 def _dense_table(seen: SeenItems, num_items: int) -> np.ndarray:
-    cache = seen._cache
-    table = cache.get(("dense", num_items))
-    if table is None:
+    def compute() -> np.ndarray:
         table = np.zeros(seen.num_users * num_items, dtype=bool)
         users, items = seen.pairs()
         table[users.astype(np.int64) * num_items + items] = True
-        cache[("dense", num_items)] = table
+        return table
+
+    table: np.ndarray = seen.memo(("dense", num_items), compute)
     return table
 
 

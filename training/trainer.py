@@ -30,10 +30,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ncf_contract.metric_lines import format_metric_line
 from training import evaluation, sampling
 from training.config import TrainingConfig
 from training.dataset import Dataset
-from training.metric_definitions import format_metric_line
 from training.model import NCF
 from training.signals import StopFlag
 

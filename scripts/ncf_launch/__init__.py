@@ -1,6 +1,6 @@
 """Launch NCF training, tuning, endpoints and batch jobs on SageMaker, or rehearse them locally.
 
-The command-line entry is ``scripts/ncf`` (:mod:`ncf_launch.cli`); each
+The command-line entry is the ``ncf`` console script (:mod:`ncf_launch.cli`); each
 subcommand is a small module here that builds the SageMaker requests with the
 SDK v3 (training and tuning) or boto3 (hosting), so ``--dry-run`` can print
 exactly what would be sent (:mod:`ncf_launch.recording`).

@@ -24,12 +24,12 @@ from sagemaker.core.training.configs import (
 )
 from sagemaker.train.model_trainer import Mode, ModelTrainer
 
+from ncf_contract.metric_lines import METRIC_DEFINITIONS
 from ncf_launch import sdk
 from ncf_launch.aws import AwsContext
 from ncf_launch.names import unique_name
 from ncf_launch.options import TrainOptions
 from ncf_launch.settings import Settings
-from training.metric_definitions import METRIC_DEFINITIONS
 
 #: Where SageMaker syncs the checkpoint prefix inside the container.
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"

@@ -1,6 +1,6 @@
 """``ncf tune``: a hyperparameter tuning job (SDK v3 ``HyperparameterTuner``) over NCF settings.
 
-It maximises ``OBJECTIVE_METRIC`` from ``training.metric_definitions`` (the
+It maximises ``OBJECTIVE_METRIC`` from ``ncf_contract.metric_lines`` (the
 validation hit rate), read from the logs with the same ``METRIC_DEFINITIONS``
 as a single training job. The training job definition comes from the same
 ``ModelTrainer`` as ``ncf train``.
@@ -20,12 +20,12 @@ from sagemaker.core.parameter import (
 )
 from sagemaker.train.tuner import HyperparameterTuner
 
+from ncf_contract.metric_lines import METRIC_DEFINITIONS, OBJECTIVE_METRIC
 from ncf_launch.aws import AwsContext
 from ncf_launch.errors import LaunchError
 from ncf_launch.options import TUNE_BASE_JOB_NAME, TuneOptions
 from ncf_launch.settings import Settings
 from ncf_launch.train import build_channels, build_trainer
-from training.metric_definitions import METRIC_DEFINITIONS, OBJECTIVE_METRIC
 
 
 def parse_range(name: str, spec: str) -> ParameterRange:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import re
 import shutil
@@ -11,14 +12,27 @@ from pathlib import Path
 
 import pytest
 from ncf_test_support import REPO_ROOT
+from packaging.markers import Marker
 
 ENTRYPOINT = REPO_ROOT / "container" / "entrypoint"
 
 
+#: The image's interpreter and platform, for the environment markers of the lock files.
+IMAGE_ENVIRONMENT = {"python_full_version": "3.11.7", "python_version": "3.11"}
+
+
 def locked_names(path: Path) -> dict[str, str]:
-    """``name -> version`` of every requirement pinned in a lock file."""
-    pins = re.findall(r"^([A-Za-z0-9_.\[\]-]+)==([^\s\\]+)", path.read_text(), flags=re.MULTILINE)
-    return {re.sub(r"\[.*\]", "", name).lower(): version for name, version in pins}
+    """``name -> version`` of every requirement pinned in a lock file for the image's Python."""
+    pins = re.findall(
+        r"^([A-Za-z0-9_.\[\]-]+)==([^\s\\;]+)(?: ; ([^\\\n]+))?",
+        path.read_text(),
+        flags=re.MULTILINE,
+    )
+    return {
+        re.sub(r"\[.*\]", "", name).lower(): version
+        for name, version, marker in pins
+        if not marker or Marker(marker.strip()).evaluate(IMAGE_ENVIRONMENT)
+    }
 
 
 @pytest.mark.parametrize(
@@ -77,7 +91,15 @@ def test_build_context_excludes_everything_but_the_code_and_locks() -> None:
     ignore = (REPO_ROOT / ".dockerignore").read_text().splitlines()
     assert ignore[ignore.index("*") :][:1] == ["*"], "exclude everything first"
     allowed = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
-    assert allowed == {"container", "training", "inference"}
+    assert allowed == {
+        "container",
+        "pyproject.toml",
+        "README.md",
+        "ncf_contract",
+        "training",
+        "inference",
+        "scripts/ncf_launch",
+    }
 
 
 @pytest.mark.parametrize("arguments", [[], ["bogus"], ["--version"]])
@@ -98,7 +120,27 @@ def test_entrypoint_help_goes_to_stdout_and_exits_0() -> None:
     assert "usage: docker run" in result.stdout
 
 
-def test_entrypoint_execs_python_so_signals_reach_it() -> None:
+def test_entrypoint_execs_the_console_script_so_signals_reach_it() -> None:
     # `exec` replaces the shell: no shell process stays in between to swallow SIGTERM.
     text = ENTRYPOINT.read_text()
-    assert re.search(r'^\s*exec python3 "\$program_dir/container/\$command" "\$@"$', text, re.M)
+    assert re.search(r'^\s*exec "\$command" "\$@"$', text, re.M)
+    scripts = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["train"] == "training.main:main"
+    assert scripts["serve"] == "inference.server:main"
+
+
+@pytest.mark.parametrize("flavor", ["cpu", "gpu"])
+def test_image_locks_are_exported_from_uv_lock(flavor: str) -> None:
+    """The image ships versions that uv.lock, and so the development environment, also has."""
+    locked: dict[str, set[str]] = {}
+    for package in tomllib.loads((REPO_ROOT / "uv.lock").read_text())["package"]:
+        locked.setdefault(package["name"].lower(), set()).add(package["version"])
+    pins = locked_names(REPO_ROOT / "container" / f"requirements-{flavor}.txt")
+    stale = {name: version for name, version in pins.items() if version not in locked.get(name, ())}
+    assert not stale, f"{stale} differ from uv.lock: run container/lock-requirements"
+
+
+@pytest.mark.parametrize("server_package", ["gunicorn", "flask", "numpy"])
+def test_tests_run_the_server_versions_the_image_pins(server_package: str) -> None:
+    pins = locked_names(REPO_ROOT / "container" / "requirements-cpu.txt")
+    assert importlib.metadata.version(server_package) == pins[server_package]

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 
-from ncf_test_support import REPO_ROOT, free_port
+from ncf_test_support import PROGRAMS, REPO_ROOT, free_port
 
 __all__ = [
     "ACCOUNT",
     "BUCKET",
     "IMAGE_URI",
+    "PROGRAMS",
     "REGION",
     "REPO_ROOT",
     "ROLE_ARN",

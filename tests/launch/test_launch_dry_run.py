@@ -12,12 +12,13 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
-from launch_constants import BUCKET, IMAGE_URI, REPO_ROOT, SETTINGS
+from launch_constants import BUCKET, IMAGE_URI, SETTINGS
 
-from training.metric_definitions import METRIC_DEFINITIONS
+from ncf_contract.metric_lines import METRIC_DEFINITIONS
 
 NAME_KEYS = {
     "TrainingJobName",
@@ -188,11 +189,10 @@ def test_invoke_cleanup_and_list_dry_runs(no_credentials, ncf) -> None:
 
 
 def test_the_script_itself_prints_parseable_json(no_credentials) -> None:
-    """``scripts/ncf`` as a user runs it: JSON on stdout, logs on stderr."""
+    """The installed ``ncf`` console script as a user runs it: JSON on stdout, logs on stderr."""
     result = subprocess.run(
         [
-            sys.executable,
-            str(REPO_ROOT / "scripts" / "ncf"),
+            str(Path(sys.executable).with_name("ncf")),
             "train",
             *SETTINGS,
             "--dry-run",

@@ -11,12 +11,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
 import pytest
-from launch_constants import REPO_ROOT, free_port
+from launch_constants import PROGRAMS, free_port
 from ncf_launch.local import run_local_deploy, stop_local_endpoint
 from ncf_launch.options import DeployOptions
 from ncf_launch.settings import Settings
@@ -26,7 +25,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 def ncf_script(*argv: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(REPO_ROOT / "scripts" / "ncf"), *argv],
+        [*PROGRAMS["ncf"], *argv],
         capture_output=True,
         text=True,
         timeout=timeout,

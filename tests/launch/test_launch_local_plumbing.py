@@ -12,13 +12,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import tarfile
 from pathlib import Path
 from typing import Any
 
 import pytest
-from launch_constants import REPO_ROOT, free_port
+from launch_constants import PROGRAMS, free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -40,7 +39,7 @@ def probe_image() -> str:
 
 def ncf_script(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, str(REPO_ROOT / "scripts" / "ncf"), *argv],
+        [*PROGRAMS["ncf"], *argv],
         capture_output=True,
         text=True,
         timeout=300,

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from launch_constants import BUCKET, IMAGE_URI, ROLE_ARN
 
-from training.metric_definitions import METRIC_DEFINITIONS, OBJECTIVE_METRIC
+from ncf_contract.metric_lines import METRIC_DEFINITIONS, OBJECTIVE_METRIC
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,15 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from launch_constants import BUCKET, IMAGE_URI, REGION, REPO_ROOT, ROLE_ARN, SETTINGS
+from launch_constants import (
+    BUCKET,
+    IMAGE_URI,
+    PROGRAMS,
+    REGION,
+    REPO_ROOT,
+    ROLE_ARN,
+    SETTINGS,
+)
 from ncf_launch.errors import LaunchError
 from ncf_launch.settings import Settings, load_config_file
 
@@ -124,7 +132,7 @@ def test_bad_channel_and_spot_settings(ncf, no_credentials) -> None:
 def test_every_command_has_help() -> None:
     for command in ("train", "tune", "deploy", "invoke", "batch", "cleanup", "list"):
         result = subprocess.run(
-            [str(REPO_ROOT / "scripts" / "ncf"), command, "--help"],
+            [*PROGRAMS["ncf"], command, "--help"],
             capture_output=True,
             text=True,
             timeout=60,

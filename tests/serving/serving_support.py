@@ -10,16 +10,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ncf_test_support import REPO_ROOT, free_port
+from ncf_test_support import PROGRAMS, REPO_ROOT, free_port
 
-from training.artifacts import (
+from ncf_contract.model_dir import (
     ModelArtifacts,
     ModelMetadata,
     load_model_dir,
     save_model_dir,
 )
+from ncf_contract.seen import SeenItems
 
-__all__ = ["REPO_ROOT", "free_port"]  # re-exported for the serving tests
+__all__ = ["PROGRAMS", "REPO_ROOT", "free_port"]  # re-exported for the serving tests
 
 
 def random_artifacts(
@@ -81,8 +82,9 @@ def random_artifacts(
         user_ids=np.array([f"u{n}" for n in range(num_users)]),
         item_ids=np.array([f"i{n}" for n in range(num_items)]),
         item_popularity=rng.integers(0, 100, size=num_items).astype(np.int64),
-        seen_indptr=np.concatenate([[0], np.cumsum(seen_counts)]).astype(np.int64),
-        seen_indices=seen_indices,
+        seen=SeenItems.from_csr(
+            np.concatenate([[0], np.cumsum(seen_counts)]), seen_indices, num_items
+        ),
     )
 
 

@@ -15,7 +15,7 @@ from inference.app import create_app, create_app_from_settings
 from inference.instances import MAX_K
 from inference.recommender import Recommender
 from inference.settings import ServingSettings
-from training.artifacts import load_model_dir
+from ncf_contract.model_dir import load_model_dir
 
 random_model_dir = serving_support.random_model_dir  # the shared fixture, under its own name
 
@@ -44,7 +44,7 @@ def expected_top_k(recommender: Recommender, user_id: str, k: int, exclude_seen:
     user = recommender.user_index[user_id]
     logits = recommender.scorer.logits_all_items(np.array([user]))[0].astype(np.float64)
     if exclude_seen:
-        logits[recommender.artifacts.seen_items(user)] = -np.inf
+        logits[recommender.artifacts.seen.row(user)] = -np.inf
     order = np.argsort(-logits, kind="stable")[:k]
     scores = recommender.scorer.score_all_items(np.array([user]))[0]
     return [recommender.item_id_list[i] for i in order], scores[order]
@@ -147,7 +147,7 @@ def test_recommend_top_k_best_first_excluding_seen(
     item_ids, scores = expected_top_k(recommender, "u3", 5)
     assert [item["item_id"] for item in prediction["items"]] == item_ids
     np.testing.assert_allclose([item["score"] for item in prediction["items"]], scores, atol=1e-6)
-    seen = set(recommender.item_ids[recommender.artifacts.seen_items(3)])
+    seen = set(recommender.item_ids[recommender.artifacts.seen.row(3)])
     assert seen and not seen & set(item_ids)
 
 
@@ -164,7 +164,7 @@ def test_recommend_including_seen(client: FlaskClient, recommender: Recommender)
 def test_recommend_k_larger_than_what_is_left(
     client: FlaskClient, recommender: Recommender
 ) -> None:
-    seen = len(recommender.artifacts.seen_items(3))
+    seen = len(recommender.artifacts.seen.row(3))
     items = post(client, {"user_id": "u3", "k": MAX_K}).json["predictions"][0]["items"]
     assert len(items) == recommender.num_items - seen
 

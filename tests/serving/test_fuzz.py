@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from inference.app import create_app
 from inference.recommender import Recommender
 from inference.settings import ServingSettings
-from training.artifacts import load_model_dir
+from ncf_contract.model_dir import load_model_dir
 
 random_model_dir = serving_support.random_model_dir  # the shared fixture, under its own name
 

@@ -1,4 +1,4 @@
-"""NcfScorer against a direct, naive evaluation of the formula in training.artifacts."""
+"""NcfScorer against a direct, naive evaluation of the formula in ncf_contract.model_dir."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import serving_support
 
 from inference.scoring import NcfScorer
-from training.artifacts import ModelArtifacts
+from ncf_contract.model_dir import ModelArtifacts
 
 make_artifacts = serving_support.make_artifacts  # the shared fixture, under its own name
 

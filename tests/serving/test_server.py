@@ -1,4 +1,4 @@
-"""The real ``container/serve``: gunicorn processes on a free port, over real HTTP."""
+"""The real ``serve`` program: gunicorn processes on a free port, over real HTTP."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,13 +16,9 @@ from pathlib import Path
 
 import pytest
 import requests
-import serving_support
-from serving_support import REPO_ROOT, free_port
+from serving_support import PROGRAMS, REPO_ROOT, free_port
 
 pytestmark = pytest.mark.slow
-random_model_dir = serving_support.random_model_dir  # the shared fixture, for getfixturevalue
-
-SERVE = REPO_ROOT / "container" / "serve"
 
 
 @dataclass
@@ -41,7 +36,8 @@ def start_server(base_dir: Path, log_path: Path, **env: str) -> Server:
     port = free_port()
     log_file = log_path.open("w")
     process = subprocess.Popen(
-        [sys.executable, str(SERVE)],
+        PROGRAMS["serve"],
+        cwd=REPO_ROOT,
         env={
             **os.environ,
             "SAGEMAKER_BASE_DIR": str(base_dir),
@@ -83,14 +79,8 @@ def stop(server: Server) -> None:
 def model_base_dir(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
-    """An ``/opt/ml`` whose model was written by the real ``container/train`` on synthetic data.
-
-    Falls back to the random-weights model while ``container/train`` does not exist yet.
-    """
-    if (REPO_ROOT / "container" / "train").exists():
-        model_dir: Path = request.getfixturevalue("trained_model_dir")
-    else:
-        model_dir = request.getfixturevalue("random_model_dir")
+    """An ``/opt/ml`` whose model was written by the real ``train`` on synthetic data."""
+    model_dir: Path = request.getfixturevalue("trained_model_dir")
     base = tmp_path_factory.mktemp("serve") / "opt_ml"
     shutil.copytree(model_dir, base / "model")
     return base
@@ -108,7 +98,7 @@ def server(model_base_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
 
 @pytest.fixture(scope="module")
 def known_users(model_base_dir: Path) -> list[str]:
-    from training.artifacts import load_model_dir
+    from ncf_contract.model_dir import load_model_dir
 
     return load_model_dir(model_base_dir / "model").user_ids[:20].tolist()
 

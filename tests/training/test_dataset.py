@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from training.dataset import SeenItems, Vocabulary, build_dataset
+from training.dataset import Vocabulary, build_dataset
 from training.errors import DataError
 from training.synthetic import make_interactions
 
@@ -32,38 +32,6 @@ def test_vocabulary_index_of() -> None:
     assert vocabulary.index_of(["42", "a", "zz"]).tolist() == [2, 0, -1]
     assert vocabulary.index_of(np.array([42])).tolist() == [2]
     assert len(vocabulary) == 3
-
-
-def test_seen_items_from_pairs_and_contains() -> None:
-    seen = SeenItems.from_pairs(np.array([2, 0, 0, 2, 0]), np.array([5, 3, 1, 5, 3]), 4)
-    assert seen.indptr.tolist() == [0, 2, 2, 3, 3]
-    assert seen.row(0).tolist() == [1, 3]
-    assert seen.row(1).tolist() == []
-    assert seen.row(2).tolist() == [5]
-    assert seen.contains(np.array([0, 0, 2, 3, 1]), np.array([1, 2, 5, 5, 3])).tolist() == [
-        True,
-        False,
-        True,
-        False,
-        False,
-    ]
-
-
-@settings(max_examples=50, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 6), st.integers(0, 9)), min_size=0, max_size=60))
-def test_seen_items_matches_a_set(pairs: list[tuple[int, int]]) -> None:
-    users = np.array([p[0] for p in pairs], dtype=np.int64)
-    items = np.array([p[1] for p in pairs], dtype=np.int64)
-    seen = SeenItems.from_pairs(users, items, 7)
-    expected = set(pairs)
-    grid_u, grid_i = np.meshgrid(np.arange(7), np.arange(10), indexing="ij")
-    got = seen.contains(grid_u.ravel(), grid_i.ravel())
-    assert {
-        (int(u), int(i)) for u, i, g in zip(grid_u.ravel(), grid_i.ravel(), got, strict=True) if g
-    } == expected
-    for user in range(7):
-        row = seen.row(user)
-        assert row.tolist() == sorted({i for u, i in pairs if u == user})
 
 
 def test_leave_latest_out_by_timestamp() -> None:

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.dataset import SeenItems, build_dataset
+from ncf_contract.seen import SeenItems
+from training.dataset import build_dataset
 from training.errors import DataError
 from training.evaluation import (
     full_ranking_metrics,
@@ -86,7 +87,7 @@ def test_evaluation_negatives_exclude_seen_and_held_out() -> None:
     num_users, num_items = 40, 150
     mask = rng.random((num_users, num_items)) < 0.3
     users_seen, items_seen = np.nonzero(mask)
-    seen = SeenItems.from_pairs(users_seen, items_seen, num_users)
+    seen = SeenItems.from_pairs(users_seen, items_seen, num_users, num_items)
     users = np.arange(num_users)
     held = np.array([rng.choice(np.flatnonzero(~row)) for row in mask])
     negatives = sample_evaluation_negatives(users, held, seen, num_items, 99, seed=7)
@@ -103,13 +104,13 @@ def test_evaluation_negatives_exclude_seen_and_held_out() -> None:
 
 
 def test_evaluation_negatives_when_too_few_items_repeat() -> None:
-    seen = SeenItems.from_pairs(np.array([0, 0]), np.array([0, 1]), 1)
+    seen = SeenItems.from_pairs(np.array([0, 0]), np.array([0, 1]), 1, 5)
     negatives = sample_evaluation_negatives(np.array([0]), np.array([2]), seen, 5, 6, seed=0)
     assert set(negatives.ravel().tolist()) <= {3, 4}
 
 
 def test_evaluation_negatives_with_nothing_left_fail() -> None:
-    seen = SeenItems.from_pairs(np.array([0, 0]), np.array([0, 1]), 1)
+    seen = SeenItems.from_pairs(np.array([0, 0]), np.array([0, 1]), 1, 3)
     with pytest.raises(DataError, match="no item left"):
         sample_evaluation_negatives(np.array([0]), np.array([2]), seen, 3, 4, seed=0)
 
@@ -117,7 +118,7 @@ def test_evaluation_negatives_with_nothing_left_fail() -> None:
 def test_full_ranking_excludes_seen_but_not_the_held_out_item() -> None:
     # 1 user, 6 items. Seen: items 0 and 1 score highest but must not count.
     scores = np.array([[0.99, 0.98, 0.5, 0.7, 0.1, 0.6]])
-    exclude = SeenItems.from_pairs(np.array([0, 0, 0]), np.array([0, 1, 2]), 1)
+    exclude = SeenItems.from_pairs(np.array([0, 0, 0]), np.array([0, 1, 2]), 1, 6)
 
     def score_all(users: np.ndarray) -> np.ndarray:
         return scores[users]
@@ -136,7 +137,7 @@ def test_full_ranking_batches_agree() -> None:
     rng = np.random.default_rng(1)
     table = rng.random((30, 25))
     mask = rng.random((30, 25)) < 0.3
-    exclude = SeenItems.from_pairs(*np.nonzero(mask), 30)
+    exclude = SeenItems.from_pairs(*np.nonzero(mask), 30, 25)
     users = np.arange(30)
     held = rng.integers(25, size=30)
     expected_rank = [

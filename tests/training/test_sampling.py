@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import training.sampling as sampling
-from training.dataset import Interactions, SeenItems
+from ncf_contract.seen import SeenItems
+from training.dataset import Interactions
 from training.errors import DataError
 from training.sampling import sample_negatives, training_examples
 
@@ -25,7 +26,7 @@ def random_seen(rng: np.random.Generator, num_users: int, num_items: int, densit
     mask = rng.random((num_users, num_items)) < density
     mask[np.arange(num_users), rng.integers(num_items, size=num_users)] = False  # one free item
     users, items = np.nonzero(mask)
-    return SeenItems.from_pairs(users, items, num_users), mask
+    return SeenItems.from_pairs(users, items, num_users, num_items), mask
 
 
 def test_never_draws_positives_over_many_draws(method: str) -> None:
@@ -44,21 +45,21 @@ def test_never_draws_positives_over_many_draws(method: str) -> None:
 def test_user_who_has_seen_all_but_one_item(method: str) -> None:
     num_items = 500
     items = np.delete(np.arange(num_items), 137)
-    seen = SeenItems.from_pairs(np.zeros(len(items), dtype=np.int64), items, 2)
+    seen = SeenItems.from_pairs(np.zeros(len(items), dtype=np.int64), items, 2, num_items)
     drawn = sample_negatives(np.array([0, 0, 1]), seen, num_items, 64, np.random.default_rng(1))
     assert (drawn[:2] == 137).all()
     assert (drawn[2] >= 0).all() and (drawn[2] < num_items).all()
 
 
 def test_user_who_has_seen_everything_fails(method: str) -> None:
-    seen = SeenItems.from_pairs(np.array([0, 0, 0, 1]), np.array([0, 1, 2, 0]), 2)
+    seen = SeenItems.from_pairs(np.array([0, 0, 0, 1]), np.array([0, 1, 2, 0]), 2, 3)
     with pytest.raises(DataError, match=r"1 user\(s\).*every one of the 3 items"):
         sample_negatives(np.array([1, 0]), seen, 3, 4, np.random.default_rng(0))
 
 
 def test_uniformity_chi_square_like(method: str) -> None:
     rng = np.random.default_rng(5)
-    seen = SeenItems.from_pairs(np.array([0, 0, 0]), np.array([2, 5, 7]), 1)
+    seen = SeenItems.from_pairs(np.array([0, 0, 0]), np.array([2, 5, 7]), 1, 10)
     drawn = sample_negatives(np.zeros(20_000, dtype=np.int64), seen, 10, 5, rng)
     counts = np.bincount(drawn.ravel(), minlength=10)
     assert counts[[2, 5, 7]].sum() == 0

@@ -5,11 +5,10 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
-from ncf_test_support import REPO_ROOT, SageMakerLayout, run_container_script
+from ncf_test_support import PROGRAMS, REPO_ROOT, SageMakerLayout, run_container_script
 from train_support import FAST_HYPERPARAMETERS
 
 from training.synthetic import make_interactions
@@ -50,7 +49,8 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(sagemaker_layout: SageMake
         {**FAST_HYPERPARAMETERS, "epochs": 500, "early_stopping_patience": 0, "batch_size": 32}
     )
     process = subprocess.Popen(
-        [sys.executable, str(REPO_ROOT / "container" / "train")],
+        PROGRAMS["train"],
+        cwd=REPO_ROOT,
         env={**os.environ, "SAGEMAKER_BASE_DIR": str(sagemaker_layout.base_dir)},
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

@@ -1,4 +1,4 @@
-"""`container/train` end to end: the SageMaker contract on a temporary /opt/ml."""
+"""The `train` program end to end: the SageMaker contract on a temporary /opt/ml."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from ncf_test_support import QUICK_HYPERPARAMETERS, SageMakerLayout, run_container_script
 from train_support import parse_metric_lines
 
-from training.artifacts import SAVED_MODEL_DIR, load_model_dir
+from ncf_contract.model_dir import SAVED_MODEL_DIR, load_model_dir
 from training.synthetic import make_interactions
 
 pytestmark = pytest.mark.slow
@@ -100,7 +100,7 @@ def test_model_beats_popularity(trained) -> None:
     for user, item in zip(test_users, test_items, strict=True):
         u, target = user_index[user], item_index[item]
         scores = artifacts.item_popularity.astype(float)
-        seen = artifacts.seen_items(u)
+        seen = artifacts.seen.row(u)
         scores[seen[seen != target]] = -np.inf
         hits.append(np.count_nonzero(scores > scores[target]) < 10)
     popularity_hr = float(np.mean(hits))

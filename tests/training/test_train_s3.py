@@ -8,7 +8,7 @@ import pytest
 from ncf_test_support import MotoServer, SageMakerLayout, run_container_script
 from train_support import FAST_HYPERPARAMETERS
 
-from training.artifacts import load_model_dir
+from ncf_contract.model_dir import load_model_dir
 from training.synthetic import make_interactions
 
 pytestmark = pytest.mark.slow

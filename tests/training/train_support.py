@@ -1,10 +1,10 @@
-"""Helpers for the tests that run ``container/train`` as a subprocess."""
+"""Helpers for the tests that run the ``train`` program as a subprocess."""
 
 from __future__ import annotations
 
 import re
 
-from training.metric_definitions import METRIC_DEFINITIONS
+from ncf_contract.metric_lines import METRIC_DEFINITIONS
 
 #: Small and quick: a real NeuMF run on ``make_interactions()`` in a few seconds.
 FAST_HYPERPARAMETERS: dict[str, object] = {

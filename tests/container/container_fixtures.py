@@ -1,4 +1,4 @@
-"""Fixtures for the image tests: the image built once, served containers, a training run.
+"""Fixtures for the Docker tests (loaded by tests/conftest.py): the image, a server, a job.
 
 Helpers live in ``container_helpers``. Docker's layer cache makes every build after
 the first take seconds, so the image is always rebuilt from the working tree.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from training.metric_definitions import METRIC_DEFINITIONS, format_metric_line
+from ncf_contract.metric_lines import METRIC_DEFINITIONS, format_metric_line
 
 
 def parse(line: str) -> dict[str, float]:

@@ -1,5 +1,4 @@
-#!/usr/bin/env python3
-"""``docker run IMAGE serve``: the SageMaker inference server (gunicorn + the Flask app).
+"""The ``serve`` program (``docker run IMAGE serve``): gunicorn running the Flask app.
 
 Settings come from the hosting environment (``inference.settings``): port
 ``SAGEMAKER_BIND_TO_PORT`` (8080), workers ``SAGEMAKER_MODEL_SERVER_WORKERS``
@@ -11,6 +10,8 @@ Design:
 - gunicorn runs in this process (``BaseApplication``), so it is the process that
   receives SIGTERM: it stops accepting, lets in-flight requests finish for up to
   ``GRACEFUL_TIMEOUT`` (25 s) and exits, inside SageMaker's 30 s.
+- ``main`` sets one BLAS/OpenMP thread per worker before NumPy is first imported
+  (``inference`` imports nothing heavy at package level).
 - ``preload_app`` is off: each worker loads the model once when it starts (not on
   the first request). A model that cannot be loaded leaves the worker up, with
   ``/ping`` answering 503 and the reason, and the log saying why, instead of a
@@ -29,22 +30,14 @@ Design:
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
-from pathlib import Path
+from typing import Any
 
-# One BLAS/OpenMP thread per worker, set before NumPy is imported.
-for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_name, "1")
+from gunicorn.app.base import BaseApplication
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import logging  # noqa: E402
-from typing import Any  # noqa: E402
-
-from gunicorn.app.base import BaseApplication  # noqa: E402
-
-from inference.settings import ServingSettings, SettingsError  # noqa: E402
+from inference.settings import ServingSettings, SettingsError
 
 GRACEFUL_TIMEOUT = 25
 
@@ -89,6 +82,9 @@ class InferenceServer(BaseApplication):  # type: ignore[misc]
 
 def main() -> int:
     """Start gunicorn; returns its exit status."""
+    # One BLAS/OpenMP thread per worker, set before NumPy is imported (workers inherit it).
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(name, "1")
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s [%(process)d] [%(levelname)s] %(name)s: %(message)s",

@@ -1,7 +1,9 @@
 """The model directory: what training writes to ``/opt/ml/model`` and serving loads.
 
-This module is the single contract between the two halves of the product. It
-imports no TensorFlow, so the serving workers stay light.
+This module is the contract between the two halves of the product: training
+writes a model directory with ``save_model_dir`` + ``publish_model_dir``, serving
+reads it with ``load_model_dir``. It imports no TensorFlow, so the serving
+workers stay light.
 
 Layout of a model directory::
 
@@ -14,13 +16,15 @@ Layout of a model directory::
       items.parquet     one row per item index: ``item_id`` (string),
                         ``popularity`` (int64, training interactions)
       seen.npz          CSR of each user's seen item indices: ``indptr``
-                        (int64, num_users + 1) and ``indices`` (int32)
+                        (int64, num_users + 1) and ``indices`` (int32);
+                        see ``ncf_contract.seen``
       saved_model/      a TensorFlow SavedModel (TF Serving can load it) whose
                         ``serving_default`` signature takes ``user_index`` and
                         ``item_index`` (int64, ``[batch]``) and returns
                         ``score`` (float32, ``[batch]``)
 
-The arithmetic the weights encode (``u`` a user index, ``i`` an item index)::
+The arithmetic the weights encode (``u`` a user index, ``i`` an item index;
+``ncf_contract.reference_scoring`` evaluates it plainly)::
 
     gmf    = gmf_user_embedding[u] * gmf_item_embedding[i]                 [d_gmf]
     x_0    = concat(mlp_user_embedding[u], mlp_item_embedding[i])          [2 * d_mlp]
@@ -46,6 +50,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ncf_contract.families import (
+    GMF_TOWER_FAMILIES,
+    MLP_TOWER_FAMILIES,
+    MODEL_FAMILIES,
+    OUTPUT_ACTIVATIONS,
+)
+from ncf_contract.seen import SeenItems
+
 FORMAT_VERSION = 1
 
 METADATA_FILE = "metadata.json"
@@ -54,9 +66,6 @@ USERS_FILE = "users.parquet"
 ITEMS_FILE = "items.parquet"
 SEEN_FILE = "seen.npz"
 SAVED_MODEL_DIR = "saved_model"
-
-MODEL_TYPES = ("gmf", "mlp", "neumf")
-OUTPUT_ACTIVATIONS = ("sigmoid", "linear")
 
 #: Weight arrays every model type must provide (MLP kernels are numbered).
 GMF_WEIGHTS = ("gmf_user_embedding", "gmf_item_embedding")
@@ -73,10 +82,10 @@ class ModelMetadata:
     """What ``metadata.json`` holds.
 
     Attributes:
-        model_type: One of ``MODEL_TYPES``.
+        model_type: One of ``ncf_contract.families.MODEL_FAMILIES``.
         feedback: ``"implicit"`` (scores are probabilities) or ``"explicit"``
             (scores are predicted ratings).
-        output_activation: One of ``OUTPUT_ACTIVATIONS``.
+        output_activation: One of ``ncf_contract.families.OUTPUT_ACTIVATIONS``.
         num_mlp_layers: How many ``mlp_kernel_<l>`` / ``mlp_bias_<l>`` pairs
             ``weights.npz`` holds (0 for GMF).
         config: The training configuration, as plain JSON values.
@@ -107,8 +116,7 @@ class ModelArtifacts:
         user_ids: ``[num_users]`` raw user ids (strings); position = index.
         item_ids: ``[num_items]`` raw item ids (strings); position = index.
         item_popularity: ``[num_items]`` int64 training interaction counts.
-        seen_indptr: ``[num_users + 1]`` int64 CSR row pointers.
-        seen_indices: ``[nnz]`` int32 item indices seen by each user.
+        seen: The items each user interacted with (``num_users`` rows).
     """
 
     metadata: ModelMetadata
@@ -116,8 +124,7 @@ class ModelArtifacts:
     user_ids: np.ndarray
     item_ids: np.ndarray
     item_popularity: np.ndarray
-    seen_indptr: np.ndarray
-    seen_indices: np.ndarray
+    seen: SeenItems
 
     @property
     def num_users(self) -> int:
@@ -128,11 +135,6 @@ class ModelArtifacts:
     def num_items(self) -> int:
         """Number of items the model knows."""
         return len(self.item_ids)
-
-    def seen_items(self, user_index: int) -> np.ndarray:
-        """Item indices ``user_index`` interacted with in training, ``[n]`` int32."""
-        start, stop = self.seen_indptr[user_index], self.seen_indptr[user_index + 1]
-        return self.seen_indices[start:stop]
 
     def validate(self) -> None:
         """Check shapes and names agree.
@@ -146,8 +148,10 @@ class ModelArtifacts:
                 f"model format_version {meta.format_version} is not supported "
                 f"(this code reads version {FORMAT_VERSION})"
             )
-        if meta.model_type not in MODEL_TYPES:
-            raise ArtifactError(f"unknown model_type {meta.model_type!r}; expected {MODEL_TYPES}")
+        if meta.model_type not in MODEL_FAMILIES:
+            raise ArtifactError(
+                f"unknown model_type {meta.model_type!r}; expected one of {MODEL_FAMILIES}"
+            )
         if meta.output_activation not in OUTPUT_ACTIVATIONS:
             raise ArtifactError(
                 f"unknown output_activation {meta.output_activation!r}; "
@@ -168,21 +172,27 @@ class ModelArtifacts:
                     f"{item_key} has {self.weights[item_key].shape[0]} rows "
                     f"but {ITEMS_FILE} has {self.num_items} items"
                 )
+        not_finite = [name for name, array in self.weights.items() if not np.isfinite(array).all()]
+        if not_finite:
+            raise ArtifactError(
+                f"{WEIGHTS_FILE} holds NaN or infinite values in {sorted(not_finite)}; "
+                "the model is broken, retrain it"
+            )
         if len(self.item_popularity) != self.num_items:
             raise ArtifactError("item popularity and item vocabulary differ in length")
-        if len(self.seen_indptr) != self.num_users + 1:
+        if self.seen.num_users != self.num_users or self.seen.num_items != self.num_items:
             raise ArtifactError(
-                f"{SEEN_FILE} indptr has {len(self.seen_indptr)} entries; "
-                f"expected num_users + 1 = {self.num_users + 1}"
+                f"{SEEN_FILE} is {self.seen.num_users} users x {self.seen.num_items} items; "
+                f"expected {self.num_users} x {self.num_items}"
             )
 
 
 def required_weight_names(metadata: ModelMetadata) -> list[str]:
     """The weight names a model of ``metadata.model_type`` must carry."""
     names: list[str] = list(OUTPUT_WEIGHTS)
-    if metadata.model_type in ("gmf", "neumf"):
+    if metadata.model_type in GMF_TOWER_FAMILIES:
         names += GMF_WEIGHTS
-    if metadata.model_type in ("mlp", "neumf"):
+    if metadata.model_type in MLP_TOWER_FAMILIES:
         names += MLP_WEIGHTS
         for layer in range(metadata.num_mlp_layers):
             names += [f"mlp_kernel_{layer}", f"mlp_bias_{layer}"]
@@ -216,8 +226,8 @@ def save_model_dir(directory: Path, artifacts: ModelArtifacts) -> None:
     ).to_parquet(directory / ITEMS_FILE, index=False)
     np.savez(
         directory / SEEN_FILE,
-        indptr=artifacts.seen_indptr.astype(np.int64),
-        indices=artifacts.seen_indices.astype(np.int32),
+        indptr=artifacts.seen.indptr.astype(np.int64),
+        indices=artifacts.seen.indices.astype(np.int32),
     )
 
 
@@ -237,6 +247,13 @@ def load_model_dir(directory: Path) -> ModelArtifacts:
         raise ArtifactError(f"{directory / METADATA_FILE} is missing") from error
     except (ValueError, TypeError) as error:
         raise ArtifactError(f"{directory / METADATA_FILE} is not valid: {error}") from error
+    missing = [
+        name
+        for name in (WEIGHTS_FILE, USERS_FILE, ITEMS_FILE, SEEN_FILE)
+        if not (directory / name).is_file()
+    ]
+    if missing:
+        raise ArtifactError(f"model file(s) {missing} missing from {directory}")
     try:
         with np.load(directory / WEIGHTS_FILE, allow_pickle=False) as weights_file:
             weights = {name: weights_file[name] for name in weights_file.files}
@@ -244,18 +261,22 @@ def load_model_dir(directory: Path) -> ModelArtifacts:
         items = pd.read_parquet(directory / ITEMS_FILE)
         with np.load(directory / SEEN_FILE, allow_pickle=False) as seen_file:
             seen_indptr, seen_indices = seen_file["indptr"], seen_file["indices"]
-    except FileNotFoundError as error:
-        raise ArtifactError(f"model file {error.filename} is missing") from error
+        user_ids = users["user_id"].to_numpy(dtype=object).astype(str)
+        item_ids = items["item_id"].to_numpy(dtype=object).astype(str)
+        item_popularity = items["popularity"].to_numpy(dtype=np.int64)
     except Exception as error:  # corrupt zip, parquet or missing column
         raise ArtifactError(f"a model file in {directory} is unreadable: {error!r}") from error
+    try:
+        seen = SeenItems.from_csr(seen_indptr, seen_indices, len(item_ids))
+    except ValueError as error:
+        raise ArtifactError(f"{directory / SEEN_FILE} is not valid: {error}") from error
     artifacts = ModelArtifacts(
         metadata=metadata,
         weights=weights,
-        user_ids=users["user_id"].to_numpy(dtype=object).astype(str),
-        item_ids=items["item_id"].to_numpy(dtype=object).astype(str),
-        item_popularity=items["popularity"].to_numpy(dtype=np.int64),
-        seen_indptr=seen_indptr,
-        seen_indices=seen_indices,
+        user_ids=user_ids,
+        item_ids=item_ids,
+        item_popularity=item_popularity,
+        seen=seen,
     )
     artifacts.validate()
     return artifacts

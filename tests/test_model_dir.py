@@ -8,8 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.artifacts import (
+from ncf_contract.model_dir import (
+    ITEMS_FILE,
     SEEN_FILE,
+    USERS_FILE,
     WEIGHTS_FILE,
     ArtifactError,
     ModelArtifacts,
@@ -18,6 +20,7 @@ from training.artifacts import (
     publish_model_dir,
     save_model_dir,
 )
+from ncf_contract.seen import SeenItems
 
 
 def small_neumf() -> ModelArtifacts:
@@ -41,8 +44,7 @@ def small_neumf() -> ModelArtifacts:
         user_ids=np.array(["a", "b", "c"]),
         item_ids=np.array(["10", "11", "12", "13", "14"]),
         item_popularity=np.array([5, 4, 3, 2, 1]),
-        seen_indptr=np.array([0, 2, 2, 3]),
-        seen_indices=np.array([0, 3, 4], dtype=np.int32),
+        seen=SeenItems.from_csr(np.array([0, 2, 2, 3]), np.array([0, 3, 4]), items),
     )
 
 
@@ -53,8 +55,8 @@ def test_round_trip(tmp_path: Path) -> None:
     assert loaded.metadata == original.metadata
     assert list(loaded.user_ids) == ["a", "b", "c"]
     assert list(loaded.item_ids) == ["10", "11", "12", "13", "14"]
-    np.testing.assert_array_equal(loaded.seen_items(0), [0, 3])
-    np.testing.assert_array_equal(loaded.seen_items(1), [])
+    np.testing.assert_array_equal(loaded.seen.row(0), [0, 3])
+    np.testing.assert_array_equal(loaded.seen.row(1), [])
     for name, array in original.weights.items():
         np.testing.assert_allclose(loaded.weights[name], array)
 
@@ -71,16 +73,18 @@ def test_embedding_rows_must_match_vocabulary(tmp_path: Path) -> None:
     artifacts = small_neumf()
     with pytest.raises(ArtifactError, match="gmf_user_embedding has 3 rows"):
         fewer_users = replace(
-            artifacts, user_ids=np.array(["a", "b"]), seen_indptr=np.array([0, 1, 2])
+            artifacts,
+            user_ids=np.array(["a", "b"]),
+            seen=SeenItems.from_csr(np.array([0, 1, 2]), np.array([0, 1]), 5),
         )
         fewer_users.validate()
 
 
-@pytest.mark.parametrize("victim", [WEIGHTS_FILE, SEEN_FILE])
+@pytest.mark.parametrize("victim", [WEIGHTS_FILE, SEEN_FILE, USERS_FILE, ITEMS_FILE])
 def test_missing_or_corrupt_file_is_named(tmp_path: Path, victim: str) -> None:
     save_model_dir(tmp_path, small_neumf())
     (tmp_path / victim).unlink()
-    with pytest.raises(ArtifactError, match=victim):
+    with pytest.raises(ArtifactError, match=f"model file.*{victim}.*missing"):
         load_model_dir(tmp_path)
     (tmp_path / victim).write_bytes(b"not a zip")
     with pytest.raises(ArtifactError, match="unreadable"):
@@ -95,3 +99,25 @@ def test_publish_replaces_contents(tmp_path: Path) -> None:
     publish_model_dir(scratch, model_dir)
     assert not (model_dir / "stale.txt").exists()
     assert load_model_dir(model_dir).num_items == 5
+
+
+def test_non_finite_weights_are_refused(tmp_path: Path) -> None:
+    artifacts = small_neumf()
+    weights = dict(artifacts.weights)
+    weights["gmf_item_embedding"] = weights["gmf_item_embedding"].copy()
+    weights["gmf_item_embedding"][2, 1] = np.nan
+    with pytest.raises(ArtifactError, match=r"NaN or infinite.*gmf_item_embedding"):
+        save_model_dir(tmp_path, replace(artifacts, weights=weights))
+
+
+@pytest.mark.parametrize(
+    ("indptr", "indices", "message"),
+    [([0, 2, 2, 3], [0, 3, 99], "item indices"), ([0, 2, 2, 3], [0, -3, 4], "item indices")],
+)
+def test_tampered_seen_items_are_refused(
+    tmp_path: Path, indptr: list[int], indices: list[int], message: str
+) -> None:
+    save_model_dir(tmp_path, small_neumf())
+    np.savez(tmp_path / SEEN_FILE, indptr=np.array(indptr), indices=np.array(indices))
+    with pytest.raises(ArtifactError, match=f"{SEEN_FILE}.*{message}"):
+        load_model_dir(tmp_path)

@@ -1,0 +1,37 @@
+"""Model families and feedback kinds: the names training, serving and the launcher share."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Feedback(StrEnum):
+    """What the interactions mean.
+
+    ``IMPLICIT``: every interaction is a positive; the model ranks (binary
+    cross-entropy, scores are probabilities). ``EXPLICIT``: ratings are targets
+    (mean squared error, scores are predicted ratings).
+    """
+
+    IMPLICIT = "implicit"
+    EXPLICIT = "explicit"
+
+
+#: Neural collaborative filtering (He et al. 2017), trained by gradient descent in Keras.
+NCF_FAMILIES: tuple[str, ...] = ("gmf", "mlp", "neumf")
+#: Every family a model directory can hold.
+MODEL_FAMILIES: tuple[str, ...] = NCF_FAMILIES
+#: The default ``model_type``.
+DEFAULT_FAMILY = "gmf"
+
+#: Families with a GMF tower / an MLP tower.
+GMF_TOWER_FAMILIES: tuple[str, ...] = ("gmf", "neumf")
+MLP_TOWER_FAMILIES: tuple[str, ...] = ("mlp", "neumf")
+
+#: Output activations a model directory may declare.
+OUTPUT_ACTIVATIONS: tuple[str, ...] = ("sigmoid", "linear")
+
+
+def output_activation(feedback: Feedback | str) -> str:
+    """The output activation for ``feedback``: sigmoid for ranking, linear for ratings."""
+    return "sigmoid" if Feedback(feedback) is Feedback.IMPLICIT else "linear"
