@@ -28,6 +28,7 @@ from inference.errors import bad_request
 from inference.instances import RecommendRequest, ScoreRequest, SimilarRequest
 from inference.scoring import NcfScorer
 from ncf_contract.model_dir import ModelArtifacts, load_model_dir
+from ncf_contract.ranking import top_k_matrix
 
 POPULARITY_FALLBACK = "popularity"
 #: Users scored per catalog matrix in ``recommend`` and ``similar``.
@@ -45,17 +46,7 @@ def top_k(matrix: np.ndarray, ks: np.ndarray) -> list[tuple[np.ndarray, np.ndarr
         return [(np.empty(0, np.intp), np.empty(0, matrix.dtype)) for _ in range(rows)]
     if rows == 1:  # the common request: plain 1-D calls, no take_along_axis machinery
         return [_top_k_row(matrix[0], int(ks[0]))]
-    k_max = int(min(int(ks.max()), columns))
-    if k_max < columns:
-        # The k largest sit (unordered) in the last k slots: no negated copy of the matrix.
-        candidates = np.argpartition(matrix, columns - k_max, axis=1)[:, columns - k_max :]
-    else:
-        candidates = np.broadcast_to(np.arange(columns), (rows, columns))
-    values = np.take_along_axis(matrix, candidates, axis=1)
-    # Sort by value descending, then position ascending, so results are deterministic.
-    order = np.lexsort((candidates, -values), axis=1)
-    best = np.take_along_axis(candidates, order, axis=1)
-    best_values = np.take_along_axis(values, order, axis=1)
+    best, best_values = top_k_matrix(matrix, int(ks.max()))
     results = []
     for row in range(rows):
         k = int(ks[row])

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ncf_contract.model_dir import ModelArtifacts
+from ncf_contract.ranking import unit_item_vectors
 
 #: Rows (users x items) scored per MLP block: bounds the ``[rows, L0]`` intermediate
 #: (4 MB at L0 = 64) whatever the batch size.
@@ -119,13 +120,13 @@ class NcfScorer:
 
         gmf_user_scaled = gmf_item = None
         gmf_dim = 0
-        item_parts: list[np.ndarray] = []
+        item_embeddings: dict[str, np.ndarray] = {}
         if use_gmf:
             gmf_user = _f32(weights["gmf_user_embedding"])
             gmf_item = _f32(weights["gmf_item_embedding"])
             gmf_dim = gmf_user.shape[1]
             gmf_user_scaled = _f32(gmf_user * output_kernel[:gmf_dim])
-            item_parts.append(_unit_rows(gmf_item))
+            item_embeddings["gmf_item_embedding"] = gmf_item
 
         mlp = None
         mlp_user_linear = mlp_item_linear = None
@@ -134,7 +135,7 @@ class NcfScorer:
             mlp_item = _f32(weights["mlp_item_embedding"])
             mlp_dim = mlp_user.shape[1]
             mlp_output_kernel = _f32(output_kernel[gmf_dim:])
-            item_parts.append(_unit_rows(mlp_item))
+            item_embeddings["mlp_item_embedding"] = mlp_item
             if meta.num_mlp_layers == 0:
                 # x_L = x_0 = concat(user, item): linear, one scalar per user and per item.
                 mlp_user_linear = _f32(mlp_user @ mlp_output_kernel[:mlp_dim])
@@ -166,10 +167,9 @@ class NcfScorer:
                     },
                 )
 
-        # Similar items: cosine on the concatenation of the model's unit-normalised item
-        # embeddings (each part normalised first so neither dominates by scale); the rows
-        # are normalised once here so a query is one matrix-vector product.
-        item_vectors = _unit_rows(np.concatenate(item_parts, axis=1))
+        # Similar items and diversity: cosine on the unit item vectors (ncf_contract.ranking),
+        # normalised once here so a query is one matrix-vector product.
+        item_vectors = unit_item_vectors(item_embeddings)
         return cls(
             num_users=artifacts.num_users,
             num_items=artifacts.num_items,
@@ -241,9 +241,3 @@ class NcfScorer:
     def score_all_items(self, user_index: np.ndarray) -> np.ndarray:
         """Scores of every item for each user, ``[b, num_items]`` float32."""
         return self.activate(self.logits_all_items(user_index))
-
-
-def _unit_rows(matrix: np.ndarray) -> np.ndarray:
-    matrix = _f32(matrix)
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return _f32(matrix / np.maximum(norms, np.float32(1e-12)))

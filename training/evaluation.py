@@ -13,12 +13,13 @@ ranking); everything around them is array work.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from itertools import chain
 
 import numpy as np
 import pandas as pd
 
+from ncf_contract.ranking import top_k_matrix
 from ncf_contract.seen import SeenItems
 from training.data import ITEM, NEGATIVES, USER
 from training.dataset import Dataset
@@ -154,6 +155,19 @@ def sampled_ranking_metrics(
     return _summary(hit, ndcg)
 
 
+def _score_blocks(
+    score_all_items: Callable[[np.ndarray], np.ndarray], users: np.ndarray, batch_size: int
+) -> Iterator[tuple[slice, np.ndarray]]:
+    """``(rows, scores)`` per block of users; ``scores`` a writable float32 ``[b, num_items]``."""
+    for start in range(0, len(users), batch_size):
+        rows = slice(start, min(len(users), start + batch_size))
+        batch_users = users[rows]
+        scores = np.array(score_all_items(batch_users), dtype=np.float32, copy=True)
+        if scores.ndim != 2 or scores.shape[0] != len(batch_users):
+            raise ValueError(f"score_all_items returned shape {scores.shape}")
+        yield rows, scores
+
+
 def full_ranking_metrics(
     score_all_items: Callable[[np.ndarray], np.ndarray],
     users: np.ndarray,
@@ -172,16 +186,11 @@ def full_ranking_metrics(
     users = np.asarray(users, dtype=np.int64)
     held = np.asarray(held_out_items, dtype=np.int64)
     hits, ndcgs = [], []
-    for start in range(0, len(users), batch_size):
-        batch_users = users[start : start + batch_size]
-        batch_held = held[start : start + batch_size]
-        scores = np.array(score_all_items(batch_users), dtype=np.float32, copy=True)
-        if scores.ndim != 2 or scores.shape[0] != len(batch_users):
-            raise ValueError(f"score_all_items returned shape {scores.shape}")
+    for rows, scores in _score_blocks(score_all_items, users, batch_size):
+        batch_users, batch_held = users[rows], held[rows]
         positions = np.arange(len(batch_users))
         target = scores[positions, batch_held].copy()
-        rows, cols = exclude.cells(np.arange(len(batch_users)), batch_users)
-        scores[rows, cols] = -np.inf
+        scores[exclude.cells(positions, batch_users)] = -np.inf
         # Counting "> target" over all items: the target cell itself never counts.
         rank = np.count_nonzero(scores > target[:, None], axis=1)
         hit = (rank < k) & ~np.isnan(target)
@@ -190,6 +199,40 @@ def full_ranking_metrics(
     if not hits:
         raise ValueError("no evaluation rows: nothing to rank")
     return _summary(np.concatenate(hits), np.concatenate(ndcgs))
+
+
+def top_k_lists(
+    score_all_items: Callable[[np.ndarray], np.ndarray],
+    users: np.ndarray,
+    exclude: SeenItems,
+    k: int,
+    batch_size: int = 1024,
+) -> np.ndarray:
+    """Each user's top-``k`` items among those not in ``exclude``, best first.
+
+    Streams over users in blocks of ``batch_size`` (one ``[b, num_items]``
+    score matrix at a time) and ranks with ``ncf_contract.ranking.top_k_matrix``,
+    the selection serving uses. Ties go to the lower item index; NaN scores rank last.
+
+    Returns:
+        ``[len(users), k]`` int64 item indices; ``-1`` fills the slots of a user
+        with fewer than ``k`` items left.
+    """
+    users = np.asarray(users, dtype=np.int64)
+    lists = np.full((len(users), k), -1, dtype=np.int64)
+    for rows, scores in _score_blocks(score_all_items, users, batch_size):
+        batch_users = users[rows]
+        scores[np.isnan(scores)] = -np.finfo(np.float32).max  # NaN ranks last, still ranked
+        scores[exclude.cells(np.arange(len(batch_users)), batch_users)] = -np.inf
+        positions, values = top_k_matrix(scores, k)
+        lists[rows, : positions.shape[1]] = np.where(np.isfinite(values), positions, -1)
+    return lists
+
+
+def popularity_scores(popularity: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """``score_all_items`` of the popularity baseline: every user gets the training counts."""
+    counts = np.asarray(popularity, dtype=np.float32)
+    return lambda users: np.broadcast_to(counts, (len(users), len(counts)))
 
 
 def resolve_test_negatives(

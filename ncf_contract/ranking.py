@@ -1,0 +1,77 @@
+"""Ranking helpers both halves use: top-k selection and the unit item vectors.
+
+- ``top_k_matrix``: the ``k`` best columns of every row of a score matrix, best
+  first, in one ``np.argpartition`` (O(columns)) plus a sort of the ``k``
+  winners. Serving ranks requests with it; training ranks validation and test
+  users with it, so both produce the same lists from the same scores.
+- ``unit_item_vectors``: the item vectors of a model directory's weights, each
+  tower's embedding normalised to unit length before concatenation and the
+  result normalised again. Serving's similar items and diversity re-ranking and
+  training's intra-list diversity all measure cosine on these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+
+def top_k_matrix(matrix: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the positions and values of the ``k`` largest entries, best first.
+
+    Ties keep the lower position first, so results are deterministic. Entries
+    are returned whatever their value (``-inf`` marks an excluded entry; the
+    caller decides what to do with those).
+
+    Args:
+        matrix: ``[rows, columns]`` scores.
+        k: How many per row; at most ``columns`` are returned.
+
+    Returns:
+        ``(positions [rows, min(k, columns)] intp, values [rows, min(k, columns)])``.
+    """
+    rows, columns = matrix.shape
+    k = max(0, min(int(k), columns))
+    if k == 0 or rows == 0:
+        return np.empty((rows, k), np.intp), np.empty((rows, k), matrix.dtype)
+    if k < columns:
+        # The k largest sit (unordered) in the last k slots: no negated copy of the matrix.
+        candidates = np.argpartition(matrix, columns - k, axis=1)[:, columns - k :]
+    else:
+        candidates = np.broadcast_to(np.arange(columns), (rows, columns))
+    values = np.take_along_axis(matrix, candidates, axis=1)
+    # Sort by value descending, then position ascending.
+    order = np.lexsort((candidates, -values), axis=1)
+    return np.take_along_axis(candidates, order, axis=1), np.take_along_axis(values, order, axis=1)
+
+
+def unit_rows(matrix: np.ndarray) -> np.ndarray:
+    """``matrix`` as C-contiguous float32, every row scaled to unit length (zero rows stay 0)."""
+    matrix = np.ascontiguousarray(matrix, dtype=np.float32)
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return np.ascontiguousarray(matrix / np.maximum(norms, np.float32(1e-12)), dtype=np.float32)
+
+
+def unit_item_vectors(weights: Mapping[str, np.ndarray]) -> np.ndarray:
+    """``[num_items, d]`` unit item vectors from a model directory's weight arrays.
+
+    The GMF and MLP item embeddings present (``gmf_item_embedding``,
+    ``mlp_item_embedding``) are each normalised first, so neither dominates by
+    scale, then concatenated and normalised again: the cosine of two items is
+    one dot product.
+
+    Raises:
+        ValueError: ``weights`` has no item embedding.
+    """
+    parts = [
+        unit_rows(weights[name])
+        for name in ("gmf_item_embedding", "mlp_item_embedding")
+        if name in weights
+    ]
+    if not parts:
+        raise ValueError(
+            f"no item embedding among the weights {sorted(weights)}; expected "
+            "gmf_item_embedding and/or mlp_item_embedding"
+        )
+    return unit_rows(np.concatenate(parts, axis=1))
