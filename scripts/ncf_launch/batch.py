@@ -38,7 +38,12 @@ def run_batch(settings: Settings, options: BatchOptions, wait: bool = True) -> d
         settings.require_role_arn()
         model_data = resolve_model_data(context, options.model_data, options.training_job)
         model_name = create_model(
-            client, settings, model_data, DeployOptions().container_environment(), local=False
+            client,
+            settings,
+            model_data,
+            DeployOptions().container_environment(),
+            instance_type,
+            local=False,
         )
     job_name = unique_name("ncf-batch")
     client.create_transform_job(

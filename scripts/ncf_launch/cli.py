@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -21,7 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ncf_launch.batch import run_batch
 from ncf_launch.cleanup import run_cleanup, run_list
 from ncf_launch.deploy import run_deploy
-from ncf_launch.errors import LaunchError
+from ncf_launch.errors import JobEndedError, LaunchError
 from ncf_launch.invoke import build_body, format_predictions, run_invoke
 from ncf_launch.options import (
     BATCH_STRATEGIES,
@@ -30,6 +31,7 @@ from ncf_launch.options import (
     DEFAULT_RANGES,
     DEFAULT_TOP_K,
     INPUT_MODES,
+    S3_DISTRIBUTIONS,
     TUNING_STRATEGIES,
     BatchOptions,
     DeployOptions,
@@ -41,6 +43,8 @@ from ncf_launch.options import (
 from ncf_launch.settings import Settings
 
 EXIT_USAGE = 2
+#: A job or endpoint ended Failed or Stopped, or AWS refused a request.
+EXIT_JOB_ENDED = 1
 
 EPILOG = """settings (flag > environment > ncf.toml [ncf] table):
   --region     NCF_REGION (then AWS_REGION)   --role-arn  NCF_ROLE_ARN
@@ -109,6 +113,13 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
     job.add_argument("--max-wait", type=int, help="Spot: seconds incl. waiting (>= max runtime)")
     job.add_argument("--checkpoint-s3-uri", help="default s3://BUCKET/PREFIX/checkpoints/<job>")
     job.add_argument("--input-mode", choices=INPUT_MODES, default=TrainOptions.input_mode)
+    job.add_argument(
+        "--s3-distribution",
+        choices=S3_DISTRIBUTIONS,
+        default=TrainOptions.s3_distribution,
+        help="how the train channel is spread over --instance-count instances "
+        f"(default {TrainOptions.s3_distribution}; validation and test are replicated)",
+    )
     job.add_argument("--output-path", help="S3 output path (default s3://BUCKET/PREFIX/output)")
     job.add_argument("--env", action="append", metavar="NAME=VALUE", help="container environment")
     job.add_argument("--no-wait", action="store_true", help="start the job and return")
@@ -285,6 +296,7 @@ def train_options_from(args: argparse.Namespace) -> TrainOptions:
         input_mode=args.input_mode,
         output_path=args.output_path,
         environment=parse_string_assignments(args.env, "--env"),
+        s3_distribution=args.s3_distribution,
     )
 
 
@@ -400,9 +412,27 @@ def dispatch(args: argparse.Namespace) -> Any:  # noqa: PLR0911 - one branch per
     raise LaunchError(f"unknown command {args.command}")
 
 
+def show_sdk_logs() -> None:
+    """Send the SDK's INFO logs (job names, training log lines, statuses) to stderr.
+
+    sagemaker-core logs through the ``sagemaker`` loggers and attaches no handler
+    unless rich logging is opted in, so without this its INFO records (the job's
+    log lines among them) are dropped.
+    """
+    logger = logging.getLogger("sagemaker")
+    for old in [handler for handler in logger.handlers if getattr(handler, "ncf", False)]:
+        logger.removeHandler(old)  # bound to an earlier sys.stderr (in-process runs, tests)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.ncf = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
 def main(argv: Sequence[str] | None = None, out: Callable[[str], Any] | None = None) -> int:
     """Parse, run, print; a ``LaunchError`` becomes ``error: ...`` on stderr and exit code 2."""
     args = build_parser().parse_args(argv)
+    show_sdk_logs()
     real_stdout = sys.stdout
     write = out or (lambda text: print(text, file=real_stdout, flush=True))
     try:
@@ -412,9 +442,12 @@ def main(argv: Sequence[str] | None = None, out: Callable[[str], Any] | None = N
     except LaunchError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except JobEndedError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_JOB_ENDED
     except (ClientError, BotoCoreError) as error:  # say which call failed, without a traceback
         print(f"error: AWS said: {error}", file=sys.stderr)
-        return 1
+        return EXIT_JOB_ENDED
     if isinstance(result, dict) and result.get("dry_run"):
         write(json.dumps(result["requests"], indent=2, default=str))
     elif isinstance(result, str):

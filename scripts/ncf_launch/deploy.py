@@ -67,7 +67,12 @@ def run_deploy(settings: Settings, options: DeployOptions, wait: bool = True) ->
     client = context.client("sagemaker")
     model_data = resolve_model_data(context, options.model_data, options.training_job)
     model_name = create_model(
-        client, settings, model_data, options.container_environment(), local=False
+        client,
+        settings,
+        model_data,
+        options.container_environment(),
+        instance_type,
+        local=False,
     )
     config_name = unique_name(f"{options.endpoint_name}-config")
     client.create_endpoint_config(

@@ -19,7 +19,7 @@ from ncf_launch.api_requests import (
 )
 from ncf_launch.aws import AwsContext
 from ncf_launch.errors import LaunchError
-from ncf_launch.names import unique_name
+from ncf_launch.names import image_for_instance_type, unique_name
 from ncf_launch.options import TRAIN_BASE_JOB_NAME, DeployOptions
 from ncf_launch.settings import Settings, check_s3_uri
 
@@ -66,14 +66,19 @@ def resolve_model_data(
 
 
 def create_model(
-    client: Any, settings: Settings, model_data: str, environment: dict[str, str], local: bool
+    client: Any,
+    settings: Settings,
+    model_data: str,
+    environment: dict[str, str],
+    instance_type: str,
+    local: bool,
 ) -> str:
-    """``CreateModel`` with our image and the artifact; returns the model name."""
+    """``CreateModel`` with the image flavour that fits the instance type; returns the name."""
     model_name = unique_name("ncf-model")
     client.create_model(
         **create_model_request(
             model_name,
-            settings.require_image_uri(),
+            image_for_instance_type(settings.require_image_uri(), instance_type),
             model_data,
             environment,
             role_arn=None if local else settings.require_role_arn(),

@@ -162,15 +162,21 @@ def run_local_deploy(
     container_root = container_root or Path(tempfile.mkdtemp(prefix="ncf-local-"))
     session = local_session(settings, container_root, port=port)
     client = session.sagemaker_client
+    instance_type = check_instance_type(options.instance_type, local=True)
     model_name = create_model(
-        client, settings, options.model_data, options.container_environment(), local=True
+        client,
+        settings,
+        options.model_data,
+        options.container_environment(),
+        instance_type,
+        local=True,
     )
     config_name = unique_name(f"{options.endpoint_name}-config")
     client.create_endpoint_config(
         **create_endpoint_config_request(
             config_name,
             model_name,
-            check_instance_type(options.instance_type, local=True),
+            instance_type,
             replace(options, instance_count=1),  # one local container
             tags=None,
         )

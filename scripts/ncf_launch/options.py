@@ -20,6 +20,9 @@ CHANNELS = ("train", "validation", "test", "test_negatives")
 INPUT_MODES = ("File", "FastFile")
 TUNING_STRATEGIES = ("Bayesian", "Random", "Hyperband")
 BATCH_STRATEGIES = ("MultiRecord", "SingleRecord")
+S3_DISTRIBUTIONS = ("FullyReplicated", "ShardedByS3Key")
+#: The ``distribution`` hyperparameter sent with ``--instance-count`` > 1 (TensorFlow's strategy).
+MULTI_WORKER_DISTRIBUTION = "multi_worker_mirrored"
 TRAIN_BASE_JOB_NAME = "ncf-train"
 TUNE_BASE_JOB_NAME = "ncf-tune"
 DEFAULT_ENDPOINT_NAME = "ncf-endpoint"
@@ -61,6 +64,37 @@ def parse_string_assignments(pairs: list[str] | None, what: str) -> dict[str, st
 
 
 @dataclass(frozen=True)
+class SecurityOptions:
+    """Network and encryption settings shared by training, hosting and batch jobs."""
+
+    subnets: tuple[str, ...] = ()
+    security_group_ids: tuple[str, ...] = ()
+    network_isolation: bool = False
+    #: KMS key for what a job writes to S3 (model artifacts, batch output, captured data).
+    kms_key: str | None = None
+    #: KMS key for the ML storage volumes of training instances, endpoints and batch jobs.
+    volume_kms_key: str | None = None
+
+    def check(self) -> None:
+        """Subnets and security groups come together (a VPC needs both).
+
+        Raises:
+            LaunchError: Only one of them was given.
+        """
+        if bool(self.subnets) != bool(self.security_group_ids):
+            raise LaunchError(
+                "a VPC needs both --subnet and --security-group (each repeatable), or neither"
+            )
+
+    def vpc_config(self) -> dict[str, list[str]] | None:
+        """``VpcConfig`` in the API's shape, or ``None`` without a VPC."""
+        self.check()
+        if not self.subnets:
+            return None
+        return {"Subnets": list(self.subnets), "SecurityGroupIds": list(self.security_group_ids)}
+
+
+@dataclass(frozen=True)
 class TrainOptions:
     """What one training job needs beyond the shared settings."""
 
@@ -77,6 +111,9 @@ class TrainOptions:
     base_job_name: str = TRAIN_BASE_JOB_NAME
     environment: dict[str, str] = field(default_factory=dict)
     output_path: str | None = None
+    #: How the train channel is spread over instances (the other channels are replicated).
+    s3_distribution: str = "FullyReplicated"
+    security: SecurityOptions = field(default_factory=SecurityOptions)
 
     def check(self, local: bool = False) -> None:
         """Reject what SageMaker would reject, before any call.
@@ -103,6 +140,15 @@ class TrainOptions:
                 )
         if self.checkpoint_s3_uri:
             check_s3_uri(self.checkpoint_s3_uri, "--checkpoint-s3-uri")
+        if self.s3_distribution not in S3_DISTRIBUTIONS:
+            raise LaunchError(f"--s3-distribution must be one of {S3_DISTRIBUTIONS}")
+        if self.instance_count < 1:
+            raise LaunchError(f"--instance-count must be at least 1, got {self.instance_count}")
+        self.security.check()
+
+    def distribution_hyperparameters(self) -> dict[str, str]:
+        """``distribution=multi_worker_mirrored`` when more than one instance trains."""
+        return {"distribution": MULTI_WORKER_DISTRIBUTION} if self.instance_count > 1 else {}
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ from typing import Any
 
 from sagemaker.core.local.image import _SageMakerContainer
 from sagemaker.core.local.local_session import LocalSagemakerClient
+from sagemaker.core.utils.logs import CloudWatchLogsClient
+from sagemaker.core.utils.utils import SingletonMeta
 from sagemaker.train.model_trainer import ModelTrainer
 
 
@@ -54,3 +56,18 @@ def local_endpoint(endpoint_name: str) -> Any:
     client's ``_endpoints`` registry.
     """
     return LocalSagemakerClient._endpoints.get(endpoint_name)
+
+
+def route_job_logs(logs_client: Any) -> None:
+    """Make the SDK read job logs with ``logs_client`` (this command's region and endpoint).
+
+    Why private: ``TrainingJob.wait(logs=True)`` reads CloudWatch through the
+    ``CloudWatchLogsClient`` singleton, which builds its client from a new default
+    ``boto3.Session()``. That session knows nothing of ``NCF_REGION``/``--region``
+    (``NoRegionError`` while the job keeps running) or reads another region's logs.
+    The singleton keeps its client in a class attribute that ``__init__`` fills only
+    when empty; setting it, and dropping an instance made earlier, routes every
+    later read through our client.
+    """
+    CloudWatchLogsClient.client = logs_client
+    SingletonMeta._instances.pop(CloudWatchLogsClient, None)

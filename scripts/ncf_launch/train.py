@@ -12,27 +12,36 @@ The same ``ModelTrainer`` builds the request for ``ncf tune`` and for
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Callable
 from typing import Any
 
+from sagemaker.core.helper.iam_role_resolver import RoleValidationError
 from sagemaker.core.helper.session_helper import Session
+from sagemaker.core.resources import TrainingJob
 from sagemaker.core.shapes import Channel, DataSource, MetricDefinition, S3DataSource, Tag
 from sagemaker.core.training.configs import (
     CheckpointConfig,
     Compute,
+    Networking,
     OutputDataConfig,
     StoppingCondition,
 )
+from sagemaker.core.utils.exceptions import FailedStatusError
 from sagemaker.train.model_trainer import Mode, ModelTrainer
 
 from ncf_contract.metric_lines import METRIC_DEFINITIONS
 from ncf_launch import sdk
 from ncf_launch.aws import AwsContext
-from ncf_launch.names import unique_name
+from ncf_launch.errors import JobEndedError, LaunchError
+from ncf_launch.names import check_instance_type, image_for_instance_type, unique_name
 from ncf_launch.options import TrainOptions
 from ncf_launch.settings import Settings
 
 #: Where SageMaker syncs the checkpoint prefix inside the container.
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
+#: Seconds between status polls while following a job.
+POLL_SECONDS = 10
 
 
 def hyperparameters_as_strings(values: dict[str, Any]) -> dict[str, str]:
@@ -49,7 +58,11 @@ def metric_definitions() -> list[MetricDefinition]:
 
 
 def build_channels(options: TrainOptions) -> list[Channel]:
-    """One ``Channel`` per data location, S3 prefix, fully replicated, in the chosen mode."""
+    """One ``Channel`` per data location, S3 prefix, in the chosen mode.
+
+    Only the train channel is sharded with ``--s3-distribution ShardedByS3Key``: every
+    instance needs the whole validation and test data to evaluate the same model.
+    """
     return [
         Channel(
             channel_name=name,
@@ -57,7 +70,9 @@ def build_channels(options: TrainOptions) -> list[Channel]:
                 s3_data_source=S3DataSource(
                     s3_data_type="S3Prefix",
                     s3_uri=uri,
-                    s3_data_distribution_type="FullyReplicated",
+                    s3_data_distribution_type=(
+                        options.s3_distribution if name == "train" else "FullyReplicated"
+                    ),
                 )
             ),
             input_mode=options.input_mode,
@@ -75,17 +90,19 @@ def build_trainer(
         LaunchError: A setting is missing or malformed.
     """
     options.check(local=settings.local)
-    image = settings.require_image_uri()
     local = context is None
+    instance_type = check_instance_type(options.instance_type, local=local)
+    image = image_for_instance_type(settings.require_image_uri(), instance_type)
     output_path = options.output_path or (None if local else settings.s3_uri("output"))
     spot = options.spot and not local
     trainer_arguments: dict[str, Any] = {
         "training_image": image,
         "base_job_name": options.base_job_name,
         "compute": Compute(
-            instance_type="local" if local else options.instance_type,
+            instance_type=instance_type,
             instance_count=options.instance_count,
             volume_size_in_gb=options.volume_size_gb,
+            volume_kms_key_id=options.security.volume_kms_key,
             enable_managed_spot_training=True if spot else None,
         ),
         "stopping_condition": StoppingCondition(
@@ -95,14 +112,25 @@ def build_trainer(
             else None,
         ),
         "training_input_mode": options.input_mode,
-        "hyperparameters": hyperparameters_as_strings(options.hyperparameters),
+        "hyperparameters": hyperparameters_as_strings(
+            {**options.hyperparameters, **options.distribution_hyperparameters()}
+        ),
         "environment": dict(options.environment),
         "tags": [Tag(key=key, value=value) for key, value in settings.tags],
         "input_data_config": build_channels(options),
     }
     if output_path:
         trainer_arguments["output_data_config"] = OutputDataConfig(
-            s3_output_path=output_path, compression_type="GZIP"
+            s3_output_path=output_path,
+            compression_type="GZIP",
+            kms_key_id=None if local else options.security.kms_key,
+        )
+    vpc = options.security.vpc_config()
+    if not local and (vpc or options.security.network_isolation):
+        trainer_arguments["networking"] = Networking(
+            subnets=vpc["Subnets"] if vpc else None,
+            security_group_ids=vpc["SecurityGroupIds"] if vpc else None,
+            enable_network_isolation=options.security.network_isolation or None,
         )
     if context is None:
         trainer_arguments["training_mode"] = Mode.LOCAL_CONTAINER
@@ -137,16 +165,67 @@ def describe_result(context: AwsContext, job_name: str) -> dict[str, Any]:
     }
 
 
+def start(context: AwsContext, launch: Callable[[], None]) -> None:
+    """Run the SDK call that creates a job; its role check's refusal becomes a LaunchError.
+
+    Raises:
+        LaunchError: The SDK's IAM simulation denied the role (it also denies roles
+            without VPC, ECR or CloudWatch permissions for jobs that need none of them).
+    """
+    try:
+        launch()
+    except RoleValidationError as error:
+        raise LaunchError(
+            f"the SageMaker SDK's role check refused {context.settings.role_arn}: "
+            f"{str(error).strip()}\nIf the role works (the check simulates permissions this "
+            "job may not need), pass --skip-role-check."
+        ) from error
+
+
+def follow_training_job(context: AwsContext, job_name: str) -> dict[str, Any]:
+    """Stream the job's CloudWatch logs until it ends; report it, or raise if it did not complete.
+
+    Raises:
+        JobEndedError: The job ended Failed or Stopped (with its FailureReason).
+    """
+    sdk.route_job_logs(context.client("logs"))
+    job = TrainingJob.get(training_job_name=job_name, session=context.boto_session)
+    try:
+        job.wait(poll=POLL_SECONDS, logs=True)
+    except FailedStatusError:
+        pass  # reported below, from the job's own description
+    except KeyboardInterrupt:
+        print(
+            f"\nstopped following {job_name}; it keeps running (and billing): "
+            f"`ncf logs {job_name}` follows it again, `ncf stop {job_name}` stops it",
+            file=sys.stderr,
+            flush=True,
+        )
+        raise
+    result = describe_result(context, job_name)
+    if result["status"] != "Completed":
+        raise JobEndedError("training job", job_name, result["status"], result["failure_reason"])
+    return result
+
+
 def run_train(settings: Settings, options: TrainOptions, wait: bool = True) -> dict[str, Any]:
-    """Start the job; with ``wait``, stream its logs until it ends and report the result."""
+    """Start the job, say its name; with ``wait``, stream its logs until it ends and report it.
+
+    Raises:
+        JobEndedError: With ``wait``, the job ended Failed or Stopped.
+    """
     context = AwsContext(settings)
     trainer = build_trainer(settings, options, context)
-    if context.dry_run:
-        wait = False
-    trainer.train(wait=wait, logs=wait)
-    job_name = sdk.latest_training_job(trainer).training_job_name
+    start(context, lambda: trainer.train(wait=False, logs=False))
     if context.dry_run:
         return context.dry_run_result()
+    job_name = sdk.latest_training_job(trainer).training_job_name
+    print(
+        f"training job {job_name} started in {settings.region} "
+        f"(`ncf logs {job_name}`, `ncf stop {job_name}`)",
+        file=sys.stderr,
+        flush=True,
+    )
     if not wait:
         return {"training_job_name": job_name, "status": "InProgress"}
-    return describe_result(context, job_name)
+    return follow_training_job(context, job_name)

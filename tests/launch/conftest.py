@@ -148,3 +148,24 @@ def test_image() -> str:
         f"docker build failed:\n{build.stdout[-3000:]}{build.stderr[-3000:]}"
     )
     return TEST_IMAGE
+
+
+@pytest.fixture
+def stubbed_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Every client of the command (the SDK's included) is a stubbed real botocore client."""
+    import ncf_launch.aws as aws_module
+    from stubbed_aws import StubbedAws
+
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    stubbed = StubbedAws()
+    original_init = aws_module.AwsContext.__init__
+
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        original_init(self, *args, **kwargs)
+        self.boto_session.client = stubbed.client  # type: ignore[method-assign]
+
+    monkeypatch.setattr(aws_module.AwsContext, "__init__", init)
+    yield stubbed

@@ -37,3 +37,5 @@ SETTINGS = (
     "--bucket",
     BUCKET,
 )
+#: The GPU flavour of the image, for ml.g*/ml.p* instances.
+GPU_IMAGE_URI = IMAGE_URI.removesuffix(":cpu") + ":gpu"

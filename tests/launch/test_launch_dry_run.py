@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from launch_constants import BUCKET, IMAGE_URI, SETTINGS
+from launch_constants import BUCKET, GPU_IMAGE_URI, IMAGE_URI, SETTINGS
 
 from ncf_contract.metric_lines import METRIC_DEFINITIONS
 
@@ -36,7 +36,7 @@ def without_generated_names(value: Any) -> Any:
     if isinstance(value, list):
         return [without_generated_names(item) for item in value]
     if isinstance(value, str):  # timestamps inside generated URIs (checkpoint prefixes)
-        return re.sub(r"\d{8}-\d{6}-\d{3}", "<time>", value)
+        return re.sub(r"\d{8}-\d{6}-\d{3}-[0-9a-f]{4}", "<time>", value)
     return value
 
 
@@ -101,6 +101,8 @@ def test_train_dry_run_needs_no_credentials_and_prints_the_request(no_credential
                 "ncf-dry",
                 "--instance-type",
                 "ml.g4dn.xlarge",
+                "--image-uri",
+                GPU_IMAGE_URI,
             ),
             ["CreateModel", "CreateEndpointConfig", "CreateEndpoint"],
         ),

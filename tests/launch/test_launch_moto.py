@@ -13,7 +13,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from launch_constants import BUCKET, IMAGE_URI, ROLE_ARN
+from launch_constants import BUCKET, GPU_IMAGE_URI, IMAGE_URI, ROLE_ARN
 
 from ncf_contract.metric_lines import METRIC_DEFINITIONS, OBJECTIVE_METRIC
 
@@ -52,6 +52,8 @@ def test_train_request_arrives_complete(launch_env, ncf, captured) -> None:
         "mlp_layers=[64,32,16]",
         "--instance-type",
         "ml.g4dn.xlarge",
+        "--image-uri",
+        GPU_IMAGE_URI,
         "--instance-count",
         "1",
         "--volume-size",
@@ -74,7 +76,7 @@ def test_train_request_arrives_complete(launch_env, ncf, captured) -> None:
 
     sagemaker = launch_env.client("sagemaker")
     job = sagemaker.describe_training_job(TrainingJobName=job_name)
-    assert job["AlgorithmSpecification"]["TrainingImage"] == IMAGE_URI
+    assert job["AlgorithmSpecification"]["TrainingImage"] == GPU_IMAGE_URI
     assert job["AlgorithmSpecification"]["TrainingInputMode"] == "FastFile"
     assert job["RoleArn"] == ROLE_ARN
     # Hyperparameters arrive as strings, JSON-encoded where they are not strings already.

@@ -1,0 +1,91 @@
+"""Image flavour by instance type, multi-instance training, unique names (issue 13 items 7, 10)."""
+
+from __future__ import annotations
+
+import pytest
+from launch_constants import GPU_IMAGE_URI, IMAGE_URI, SETTINGS
+from ncf_launch.errors import LaunchError
+from ncf_launch.names import check_instance_type, image_for_instance_type, is_gpu, unique_name
+from test_launch_dry_run import request_of
+
+TRAIN = ("train", *SETTINGS, "--dry-run", "--train", "s3://ncf-data/train/")
+UNTAGGED = IMAGE_URI.removesuffix(":cpu")
+
+
+@pytest.mark.parametrize(
+    ("instance_type", "gpu"),
+    [
+        ("ml.g4dn.xlarge", True),
+        ("ml.g6e.2xlarge", True),
+        ("ml.p4de.24xlarge", True),
+        ("ml.p3.2xlarge", True),
+        ("ml.c5.xlarge", False),
+        ("ml.m5.large", False),
+        ("ml.inf2.xlarge", False),
+    ],
+)
+def test_gpu_families_are_every_g_and_p_family(instance_type, gpu) -> None:
+    assert is_gpu(instance_type) is gpu
+    assert check_instance_type(instance_type, local=True) == ("local_gpu" if gpu else "local")
+
+
+def test_an_untagged_image_gets_the_flavour_of_the_instance() -> None:
+    assert image_for_instance_type(UNTAGGED, "ml.g5.xlarge") == f"{UNTAGGED}:gpu"
+    assert image_for_instance_type(UNTAGGED, "ml.c5.xlarge") == f"{UNTAGGED}:cpu"
+    assert image_for_instance_type(f"{UNTAGGED}:v3", "ml.g5.xlarge") == f"{UNTAGGED}:v3"
+
+
+def test_the_wrong_flavour_is_refused_with_what_to_pass() -> None:
+    with pytest.raises(LaunchError, match=rf"CPU flavour.*pass --image-uri {GPU_IMAGE_URI}"):
+        image_for_instance_type(IMAGE_URI, "ml.g4dn.xlarge")
+    with pytest.raises(
+        LaunchError, match=rf"GPU flavour.*has no GPU: pass --image-uri {IMAGE_URI}"
+    ):
+        image_for_instance_type(GPU_IMAGE_URI, "ml.c5.xlarge")
+    with pytest.raises(LaunchError, match=r"pass --image-uri \S+:v2-gpu"):
+        image_for_instance_type(f"{UNTAGGED}:v2-cpu", "ml.p3.2xlarge")
+
+
+def test_train_on_a_gpu_instance_with_the_cpu_image_fails_before_any_call(ncf, no_credentials):
+    result = ncf(*TRAIN, "--instance-type", "ml.g5.xlarge")
+    assert result.code == 2
+    assert f"pass --image-uri {GPU_IMAGE_URI}" in result.stderr
+
+
+def test_train_with_an_untagged_image_on_gpu_sends_the_gpu_flavour(ncf, no_credentials):
+    result = ncf(*TRAIN, "--instance-type", "ml.g5.xlarge", "--image-uri", UNTAGGED)
+    assert result.code == 0, result.stderr
+    sent = request_of(result.json(), "CreateTrainingJob")
+    assert sent["AlgorithmSpecification"]["TrainingImage"] == f"{UNTAGGED}:gpu"
+
+
+def test_several_instances_shard_the_train_channel_and_ask_for_multi_worker(ncf, no_credentials):
+    result = ncf(
+        *TRAIN,
+        "--validation",
+        "s3://ncf-data/validation/",
+        "--instance-count",
+        "3",
+        "--s3-distribution",
+        "ShardedByS3Key",
+    )
+    assert result.code == 0, result.stderr
+    sent = request_of(result.json(), "CreateTrainingJob")
+    distribution = {
+        channel["ChannelName"]: channel["DataSource"]["S3DataSource"]["S3DataDistributionType"]
+        for channel in sent["InputDataConfig"]
+    }
+    assert distribution == {"train": "ShardedByS3Key", "validation": "FullyReplicated"}
+    assert sent["HyperParameters"]["distribution"] == "multi_worker_mirrored"
+    assert sent["ResourceConfig"]["InstanceCount"] == 3
+
+
+def test_one_instance_sends_no_distribution_hyperparameter(ncf, no_credentials):
+    sent = request_of(ncf(*TRAIN).json(), "CreateTrainingJob")
+    assert "distribution" not in sent["HyperParameters"]
+
+
+def test_names_made_in_the_same_millisecond_differ() -> None:
+    names = {unique_name("ncf-train") for _ in range(200)}
+    assert len(names) == 200
+    assert all(len(name) <= 63 for name in names)
