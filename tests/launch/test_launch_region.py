@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 
 import pytest
-from launch_constants import BUCKET, IMAGE_URI, REGION, REPO_ROOT, ROLE_ARN
+from launch_constants import BUCKET, IMAGE_URI, REGION, ROLE_ARN
+from ncf_test_support import PROGRAMS
 
 pytestmark = pytest.mark.slow
 
@@ -42,8 +42,7 @@ def test_train_with_only_ncf_region_set(moto_server, tmp_path) -> None:
     assert not any("REGION" in name for name in environment if name != "NCF_REGION")
     result = subprocess.run(
         [
-            sys.executable,
-            str(REPO_ROOT / "scripts" / "ncf"),
+            *PROGRAMS["ncf"],
             "train",
             "--train",
             f"s3://{BUCKET}/data/train/",
