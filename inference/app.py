@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from inference import content_types, flow
 from inference.errors import InferenceError
+from inference.instances import Reranking
 from inference.recommender import Recommender
 from inference.settings import ServingSettings
 
@@ -48,11 +49,13 @@ def read_body(limit: int) -> bytes:
     return b"".join(pieces)
 
 
-def load_recommender(model_dir: Path) -> tuple[Recommender | None, str | None]:
+def load_recommender(
+    model_dir: Path, reranking: Reranking | None = None
+) -> tuple[Recommender | None, str | None]:
     """The model, or ``None`` and the reason it could not be loaded (also logged)."""
     started = time.perf_counter()
     try:
-        recommender = Recommender.from_model_dir(model_dir)
+        recommender = Recommender.from_model_dir(model_dir, reranking)
     except Exception as error:  # the worker stays up and /ping reports why
         reason = f"model in {model_dir} could not be loaded: {error}"
         LOGGER.exception("%s", reason)
@@ -140,5 +143,5 @@ def create_app(
 
 def create_app_from_settings(settings: ServingSettings) -> Flask:
     """Load the model from ``settings.model_dir`` (once, in this process) and build the app."""
-    recommender, load_error = load_recommender(settings.model_dir)
+    recommender, load_error = load_recommender(settings.model_dir, settings.reranking)
     return create_app(settings, recommender, load_error)

@@ -2,8 +2,10 @@
 
 Three kinds of instance (ids are strings; JSON numbers are accepted as their string):
 
-- ``{"user_id", "k"?, "exclude_seen"?, "exclude_item_ids"?, "candidate_item_ids"?}``:
-  top-k recommendations (``RecommendRequest``).
+- ``{"user_id", "k"?, "exclude_seen"?, "exclude_item_ids"?, "candidate_item_ids"?,
+  "diversity"?, "popularity_penalty"?}``: top-k recommendations (``RecommendRequest``);
+  ``diversity`` and ``popularity_penalty`` (each 0 to 1) re-rank the list, see
+  ``inference.recommender``; left out, the endpoint's defaults apply (``Reranking``).
 - ``{"user_id", "item_ids"}``: scores for these items (``ScoreRequest``).
 - ``{"item_id", "k"?}``: similar items (``SimilarRequest``).
 """
@@ -23,21 +25,48 @@ MAX_K = 1000
 MAX_ITEM_IDS = 100_000
 
 RECOMMEND_FIELDS = frozenset(
-    {"user_id", "k", "exclude_seen", "exclude_item_ids", "candidate_item_ids"}
+    {
+        "user_id",
+        "k",
+        "exclude_seen",
+        "exclude_item_ids",
+        "candidate_item_ids",
+        "diversity",
+        "popularity_penalty",
+    }
 )
 SCORE_FIELDS = frozenset({"user_id", "item_ids"})
 SIMILAR_FIELDS = frozenset({"item_id", "k"})
 
 
 @dataclass(frozen=True)
+class Reranking:
+    """How far a recommendation list departs from the plain ranking (0 = not at all).
+
+    Attributes:
+        diversity: 0 to 1, the weight of dissimilarity in maximal marginal relevance.
+        popularity_penalty: 0 to 1, the exponent of the popularity discount.
+    """
+
+    diversity: float = 0.0
+    popularity_penalty: float = 0.0
+
+
+#: Each re-ranking value's allowed range, for requests and endpoint defaults alike.
+RERANKING_RANGE = (0.0, 1.0)
+
+
+@dataclass(frozen=True)
 class RecommendRequest:
-    """Top-k items for ``user_id``."""
+    """Top-k items for ``user_id``; ``None`` re-ranking values take the endpoint's defaults."""
 
     user_id: str
     k: int = DEFAULT_K
     exclude_seen: bool = True
     exclude_item_ids: tuple[str, ...] = ()
     candidate_item_ids: tuple[str, ...] | None = None
+    diversity: float | None = None
+    popularity_penalty: float | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +112,19 @@ def _k(value: Any, where: str) -> int:
     if not 1 <= value <= MAX_K:
         raise bad_request(f"{where} must be from 1 to {MAX_K}, got {value}")
     return value
+
+
+def _reranking_value(value: Any, where: str) -> float | None:
+    if value is None:
+        return None
+    low, high = RERANKING_RANGE
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise bad_request(
+            f"{where} must be a number from {low:g} to {high:g}, got {_describe(value)}"
+        )
+    if not low <= value <= high:  # NaN fails this too
+        raise bad_request(f"{where} must be from {low:g} to {high:g}, got {value}")
+    return float(value)
 
 
 def _describe(value: Any) -> str:
@@ -135,6 +177,10 @@ def parse_instance(raw: Any, where: str) -> InstanceRequest:
         exclude_item_ids=_ids(raw.get("exclude_item_ids", []), f"{where}.exclude_item_ids"),
         candidate_item_ids=(
             None if candidates is None else _ids(candidates, f"{where}.candidate_item_ids")
+        ),
+        diversity=_reranking_value(raw.get("diversity"), f"{where}.diversity"),
+        popularity_penalty=_reranking_value(
+            raw.get("popularity_penalty"), f"{where}.popularity_penalty"
         ),
     )
 

@@ -15,6 +15,25 @@ each saves per request:
 
 Top-k is ``np.argpartition`` (O(num_items)) followed by a sort of the k
 winners only; ranking is done on logits and the sigmoid applied to the winners.
+
+Re-ranking (``diversity`` and ``popularity_penalty`` of a recommend request, or
+the endpoint's defaults ``NCF_DIVERSITY`` / ``NCF_POPULARITY_PENALTY``; both 0
+to 1, and 0 leaves the list exactly as the plain ranking has it):
+
+- ``popularity_penalty`` = β ranks items by ``logit - β * ln(1 + popularity)``,
+  ``popularity`` being the item's training interactions. For the implicit
+  (sigmoid) models that ranks by ``odds / (1 + popularity) ** β``: β = 1 divides
+  each item's odds by its interaction count (full inverse-popularity weighting);
+  for explicit models it subtracts ``β * ln(1 + popularity)`` from the rating.
+- ``diversity`` = λ re-ranks the ``max(50, 5 k)`` best items by that key with
+  maximal marginal relevance (Carbonell and Goldstein, SIGIR 1998): the best
+  item first, then repeatedly the item maximising
+  ``(1 - λ) * relevance - λ * max cos(item, chosen)``, where ``relevance`` is
+  the key scaled to [0, 1] over those candidates and ``cos`` is measured on the
+  unit item vectors of similar items. λ = 1 picks, after the first, the
+  candidate least like those already chosen.
+- Returned scores stay the model's scores; only the order changes. The
+  popularity fallback of unknown users is not re-ranked.
 """
 
 from __future__ import annotations
@@ -25,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from inference.errors import bad_request
-from inference.instances import RecommendRequest, ScoreRequest, SimilarRequest
+from inference.instances import RecommendRequest, Reranking, ScoreRequest, SimilarRequest
 from inference.scoring import NcfScorer
 from ncf_contract.model_dir import ModelArtifacts, load_model_dir
 from ncf_contract.ranking import top_k_matrix
@@ -33,6 +52,10 @@ from ncf_contract.ranking import top_k_matrix
 POPULARITY_FALLBACK = "popularity"
 #: Users scored per catalog matrix in ``recommend`` and ``similar``.
 RECOMMEND_CHUNK = 256
+#: Maximal marginal relevance re-ranks the best ``max(MMR_POOL_MIN, MMR_POOL_PER_K * k)``
+#: items: wide enough to find dissimilar items, small enough to stay cheap at k = 10.
+MMR_POOL_MIN = 50
+MMR_POOL_PER_K = 5
 
 
 def top_k(matrix: np.ndarray, ks: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -72,6 +95,43 @@ def _top_k_row(row: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return positions, scores
 
 
+def mmr_order(relevance: np.ndarray, vectors: np.ndarray, k: int, diversity: float) -> np.ndarray:
+    """The order in which maximal marginal relevance picks ``k`` of the candidates.
+
+    Args:
+        relevance: ``[c]`` finite relevance of each candidate, best first.
+        vectors: ``[c, d]`` the candidates' unit vectors.
+        k: How many to pick (at most ``c``).
+        diversity: λ in [0, 1]: the weight of dissimilarity against relevance.
+
+    Returns:
+        ``[min(k, c)]`` candidate positions: position 0 first, then each step the
+        candidate maximising ``(1 - λ) * scaled relevance - λ * max cos(candidate,
+        picked)``, ties to the lower position (the more relevant candidate).
+    """
+    count = len(relevance)
+    picks = min(k, count)
+    order = np.zeros(picks, dtype=np.intp)
+    if picks <= 1:
+        return order
+    relevance = relevance.astype(np.float32, copy=False)
+    low = relevance.min()
+    span = relevance.max() - low
+    scaled = (relevance - low) / span if span > 0 else np.zeros(count, np.float32)
+    weighted = np.float32(1.0 - diversity) * scaled
+    penalised = vectors * np.float32(-diversity)  # penalised @ v = -λ cos(., v)
+    # gain = weighted - λ max cos(., picks): each pick can only lower it (an elementwise
+    # minimum); a picked candidate's gain is -inf. One [c, d] @ [d] product per step.
+    gain = weighted + penalised @ vectors[0]
+    gain[0] = -np.inf
+    for step in range(1, picks):
+        pick = int(np.argmax(gain))
+        order[step] = pick
+        np.minimum(gain, weighted + penalised @ vectors[pick], out=gain)
+        gain[pick] = -np.inf
+    return order
+
+
 def _round(values: np.ndarray) -> list[float]:
     # float32 -> 7 significant digits are meaningful; rounding keeps the JSON short.
     return np.round(values.astype(np.float64), 6).tolist()
@@ -80,8 +140,9 @@ def _round(values: np.ndarray) -> list[float]:
 class Recommender:
     """What ``/invocations`` calls: one method per instance kind, each taking a batch."""
 
-    def __init__(self, artifacts: ModelArtifacts) -> None:
+    def __init__(self, artifacts: ModelArtifacts, reranking: Reranking | None = None) -> None:
         self.artifacts = artifacts
+        self.reranking = reranking or Reranking()
         self.metadata = artifacts.metadata
         self.scorer = NcfScorer.from_artifacts(artifacts)
         self.user_ids = artifacts.user_ids
@@ -93,15 +154,16 @@ class Recommender:
         self.seen = artifacts.seen
         self.popularity = np.asarray(artifacts.item_popularity, dtype=np.float32)
         self.item_vectors_t = np.ascontiguousarray(self.scorer.item_vectors.T)
+        self.log_popularity = np.log1p(self.popularity).astype(np.float32)
 
     @classmethod
-    def from_model_dir(cls, model_dir: Path) -> Recommender:
-        """Load and precompute.
+    def from_model_dir(cls, model_dir: Path, reranking: Reranking | None = None) -> Recommender:
+        """Load and precompute; ``reranking`` is what requests that name none get.
 
         Raises:
             ArtifactError: The directory is missing, incomplete or corrupt.
         """
-        return cls(load_model_dir(model_dir))
+        return cls(load_model_dir(model_dir), reranking)
 
     def _item_positions(self, item_ids: tuple[str, ...]) -> np.ndarray:
         """Positions of the known ids among ``item_ids`` (unknown ids are dropped)."""
@@ -149,7 +211,7 @@ class Recommender:
 
         ks = np.array([request.k for request in requests], dtype=np.intp)
         predictions = []
-        for row, (positions, values) in enumerate(top_k(matrix, ks)):
+        for row, (positions, values) in enumerate(self._rank(requests, matrix, ks, known)):
             scores = self.scorer.activate(values) if known[row] else values
             prediction: dict[str, Any] = {
                 "user_id": requests[row].user_id,
@@ -162,6 +224,50 @@ class Recommender:
                 prediction["fallback"] = POPULARITY_FALLBACK
             predictions.append(prediction)
         return predictions
+
+    def _rank(
+        self,
+        requests: list[RecommendRequest],
+        matrix: np.ndarray,
+        ks: np.ndarray,
+        known: np.ndarray,
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per row, the chosen positions and their (unpenalised) values, in list order."""
+        defaults = self.reranking
+        diversity = np.array(
+            [defaults.diversity if r.diversity is None else r.diversity for r in requests]
+        )
+        penalty = np.array(
+            [
+                defaults.popularity_penalty
+                if r.popularity_penalty is None
+                else r.popularity_penalty
+                for r in requests
+            ]
+        )
+        rerank = known & ((diversity > 0) | (penalty > 0))
+        if not rerank.any():
+            return top_k(matrix, ks)
+        plain = np.flatnonzero(~rerank)
+        ranked = dict(zip(plain.tolist(), top_k(matrix[plain], ks[plain]), strict=True))
+        for row in np.flatnonzero(rerank).tolist():
+            ranked[row] = self._rerank(matrix[row], int(ks[row]), diversity[row], penalty[row])
+        return [ranked[row] for row in range(len(requests))]
+
+    def _rerank(
+        self, logits: np.ndarray, k: int, diversity: float, popularity_penalty: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One row's list under a popularity penalty and / or MMR (see the module docstring)."""
+        key = logits
+        if popularity_penalty > 0:
+            key = logits - np.float32(popularity_penalty) * self.log_popularity
+        if diversity > 0:
+            pool, pool_keys = _top_k_row(key, max(MMR_POOL_MIN, MMR_POOL_PER_K * k))
+            order = mmr_order(pool_keys, self.scorer.item_vectors[pool], k, diversity)
+            positions = pool[order]
+        else:
+            positions, _ = _top_k_row(key, k)
+        return positions, logits[positions]
 
     def score(self, requests: list[ScoreRequest]) -> list[dict[str, Any]]:
         """Scores aligned with each request's ``item_ids``; ``null`` for unknown items.

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from inference.instances import RERANKING_RANGE, Reranking
 
 #: SageMaker's real-time payload limit, also batch transform's default MaxPayloadInMB.
 DEFAULT_MAX_PAYLOAD_MB = 6
@@ -30,6 +32,22 @@ def _int(environ: Mapping[str, str], name: str, default: int, minimum: int = 1) 
         raise SettingsError(f"{name} must be an integer, got {raw!r}") from error
     if value < minimum:
         raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _fraction(environ: Mapping[str, str], name: str) -> float:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return 0.0
+    low, high = RERANKING_RANGE
+    try:
+        value = float(raw)
+    except ValueError as error:
+        raise SettingsError(
+            f"{name} must be a number from {low:g} to {high:g}, got {raw!r}"
+        ) from error
+    if not low <= value <= high:
+        raise SettingsError(f"{name} must be from {low:g} to {high:g}, got {raw!r}")
     return value
 
 
@@ -54,6 +72,9 @@ class ServingSettings:
         batch_strategy: ``SAGEMAKER_BATCH_STRATEGY`` (``MULTI_RECORD``); with
             ``SAGEMAKER_BATCH=true`` the server is running a batch transform.
         batch: ``SAGEMAKER_BATCH`` is ``true``.
+        reranking: The re-ranking a recommend request gets when it names none:
+            ``NCF_DIVERSITY`` and ``NCF_POPULARITY_PENALTY`` (each 0 to 1, default 0:
+            the plain ranking); see ``inference.recommender``.
     """
 
     model_dir: Path
@@ -65,6 +86,7 @@ class ServingSettings:
     max_concurrent_transforms: int = 1
     batch_strategy: str = "MULTI_RECORD"
     batch: bool = False
+    reranking: Reranking = field(default_factory=Reranking)
 
     @property
     def max_payload_bytes(self) -> int:
@@ -100,4 +122,8 @@ class ServingSettings:
             max_concurrent_transforms=_int(environ, "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", workers),
             batch_strategy=strategy,
             batch=environ.get("SAGEMAKER_BATCH", "").strip().lower() == "true",
+            reranking=Reranking(
+                diversity=_fraction(environ, "NCF_DIVERSITY"),
+                popularity_penalty=_fraction(environ, "NCF_POPULARITY_PENALTY"),
+            ),
         )
