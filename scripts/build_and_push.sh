@@ -85,7 +85,10 @@ if ! account="$(aws sts get-caller-identity --region "$region" --query Account -
     exit 2
   fi
 fi
-registry="${account}.dkr.ecr.${region}.amazonaws.com"
+# ECR's domain follows the partition: amazonaws.com.cn in the China regions.
+domain=amazonaws.com
+if [[ "$region" == cn-* ]]; then domain=amazonaws.com.cn; fi
+registry="${account}.dkr.ecr.${region}.${domain}"
 image_uri="${registry}/${repository}:${tag}"
 
 echo "+ aws sts get-caller-identity --region $region --query Account --output text  # -> $account"

@@ -72,8 +72,17 @@ def create_endpoint_request(
 
 
 def update_endpoint_request(endpoint_name: str, config_name: str) -> dict[str, Any]:
-    """``UpdateEndpoint``: move the endpoint to a new config (blue/green)."""
-    return {"EndpointName": endpoint_name, "EndpointConfigName": config_name}
+    """``UpdateEndpoint``: move the endpoint to a new config (blue/green).
+
+    ``RetainAllVariantProperties`` keeps the running instance count (set by hand or by
+    autoscaling): without it the new fleet starts at the config's initial count, and
+    an endpoint scaled out under load drops to one instance.
+    """
+    return {
+        "EndpointName": endpoint_name,
+        "EndpointConfigName": config_name,
+        "RetainAllVariantProperties": True,
+    }
 
 
 def scalable_resource_id(endpoint_name: str) -> str:

@@ -25,6 +25,7 @@ def run_batch(settings: Settings, options: BatchOptions, wait: bool = True) -> d
     if settings.local:
         raise LaunchError("batch transform runs on SageMaker; rehearse with `ncf deploy --local`")
     check_s3_uri(options.input_uri, "--input")
+    options.check()
     if options.batch_strategy not in BATCH_STRATEGIES:
         raise LaunchError(f"--batch-strategy must be one of {BATCH_STRATEGIES}")
     instance_type = check_instance_type(options.instance_type)

@@ -57,6 +57,7 @@ def check_autoscaling(options: DeployOptions, wait: bool, dry_run: bool) -> None
 def run_deploy(settings: Settings, options: DeployOptions, wait: bool = True) -> dict[str, Any]:
     """Create or update the endpoint; returns names and, with ``wait``, its status."""
     check_name(options.endpoint_name, "--endpoint-name")
+    options.check()
     instance_type = check_instance_type(options.instance_type, local=settings.local)
     settings.require_image_uri()
     check_autoscaling(options, wait, settings.dry_run)

@@ -39,7 +39,8 @@ def resolve_model_data(
     client = context.client("sagemaker")
     if not training_job:
         jobs = client.list_training_jobs(
-            NameContains="ncf-",
+            # Tuning trials (ncf-tune-...) would otherwise fill the page of ten.
+            NameContains=TRAIN_BASE_JOB_NAME,
             StatusEquals="Completed",
             SortBy="CreationTime",
             SortOrder="Descending",

@@ -82,7 +82,10 @@ def build_channels(options: TrainOptions) -> list[Channel]:
 
 
 def build_trainer(
-    settings: Settings, options: TrainOptions, context: AwsContext | None
+    settings: Settings,
+    options: TrainOptions,
+    context: AwsContext | None,
+    checkpoints: bool = True,
 ) -> ModelTrainer:
     """A configured ``ModelTrainer`` (cloud mode with ``context``, local container mode without).
 
@@ -137,7 +140,7 @@ def build_trainer(
     else:
         trainer_arguments["role"] = settings.require_role_arn()
         trainer_arguments["sagemaker_session"] = Session(boto_session=context.boto_session)
-        if spot or options.checkpoint_s3_uri:
+        if checkpoints and (spot or options.checkpoint_s3_uri):
             trainer_arguments["checkpoint_config"] = CheckpointConfig(
                 # One prefix per run by default: a new run must not resume an old one.
                 # (Spot restarts of the same job reuse it; pass the URI to resume on purpose.)

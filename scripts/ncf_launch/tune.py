@@ -65,17 +65,42 @@ def tuning_job_name() -> str:
     return f"{TUNE_BASE_JOB_NAME}-{stamp}-{int(time.time() * 1000) % 1000:03d}"
 
 
+#: What the tuner optimises per feedback kind: explicit ratings log only RMSE.
+OBJECTIVES = {
+    "implicit": (OBJECTIVE_METRIC, "Maximize"),
+    "explicit": ("validation:rmse", "Minimize"),
+}
+
+
+def objective_for(options: TuneOptions) -> tuple[str, str]:
+    """The objective metric and direction for the ``feedback`` hyperparameter (default implicit).
+
+    Raises:
+        LaunchError: An unknown feedback kind.
+    """
+    feedback = str(options.training.hyperparameters.get("feedback", "implicit"))
+    if feedback not in OBJECTIVES:
+        raise LaunchError(f"--hp feedback={feedback}: expected one of {sorted(OBJECTIVES)}")
+    return OBJECTIVES[feedback]
+
+
 def run_tune(settings: Settings, options: TuneOptions, wait: bool = True) -> dict[str, Any]:
     """Start the tuning job; with ``wait``, wait for it and report the best training job."""
     if settings.local:
         raise LaunchError("tuning runs on SageMaker only; use `ncf train --local` to rehearse")
+    if options.training.checkpoint_s3_uri:
+        raise LaunchError(
+            "--checkpoint-s3-uri with tune: every trial would resume from the same prefix"
+        )
     context = AwsContext(settings)
     training = replace(options.training, base_job_name=TUNE_BASE_JOB_NAME)
-    trainer = build_trainer(settings, training, context)
+    # No CheckpointConfig: a tuning job gives all its trials the same one, and a Spot trial
+    # could resume another trial's weights. An interrupted Spot trial starts again instead.
+    trainer = build_trainer(settings, training, context, checkpoints=False)
     tuner = HyperparameterTuner(
         model_trainer=trainer,
-        objective_metric_name=OBJECTIVE_METRIC,
-        objective_type="Maximize",
+        objective_metric_name=objective_for(options)[0],
+        objective_type=objective_for(options)[1],
         hyperparameter_ranges={
             name: parse_range(name, spec) for name, spec in options.ranges.items()
         },
@@ -83,7 +108,8 @@ def run_tune(settings: Settings, options: TuneOptions, wait: bool = True) -> dic
         strategy=options.strategy,
         max_jobs=options.max_jobs,
         max_parallel_jobs=options.max_parallel_jobs,
-        early_stopping_type=options.early_stopping,
+        # The API requires Off with Hyperband, which stops trials early by itself.
+        early_stopping_type="Off" if options.strategy == "Hyperband" else options.early_stopping,
         base_tuning_job_name=TUNE_BASE_JOB_NAME,
         tags=settings.boto_tags(),
     )

@@ -277,6 +277,7 @@ def test_deploy_updates_an_existing_endpoint_in_place(launch_env, ncf, captured)
     assert captured.params("UpdateEndpoint") == {
         "EndpointName": "ncf-tests",
         "EndpointConfigName": second["endpoint_config_name"],
+        "RetainAllVariantProperties": True,
     }
     assert "CreateEndpoint" not in captured.operations()[len(captured.operations()) - 3 :]
     sagemaker = launch_env.client("sagemaker")

@@ -187,6 +187,13 @@ class TestBuildAndPush:
         assert "FLAVOR=gpu" in build and "BASE_IMAGE=local/python:3.11" in build
         assert f"+ docker push {uri}" in lines
 
+    @pytest.mark.slow
+    def test_china_regions_use_the_amazonaws_com_cn_domain(self, aws_env) -> None:
+        result = self.run("--dry-run", "--region", "cn-north-1", env=aws_env.env)
+        assert result.returncode == 0, result.stderr
+        uri = result.stdout.splitlines()[-1]
+        assert uri.endswith(".dkr.ecr.cn-north-1.amazonaws.com.cn/ncf-sagemaker:cpu"), uri
+
     def test_no_credentials_is_a_clear_error(self, tmp_path: Path) -> None:
         env = {
             "AWS_ACCESS_KEY_ID": "",

@@ -5,10 +5,14 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
+import tomllib
 from graphlib import CycleError, TopologicalSorter
+from importlib.metadata import version
 from pathlib import Path
 
 from launch_constants import REPO_ROOT
+from packaging.requirements import Requirement
+from packaging.version import Version
 
 PACKAGE = REPO_ROOT / "scripts" / "ncf_launch"
 ADAPTER = "sdk"
@@ -97,3 +101,13 @@ def test_the_cli_and_light_commands_do_not_import_the_sdk() -> None:
         cwd=Path(REPO_ROOT),
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_the_declared_sdk_floor_is_the_tested_one() -> None:
+    """3.20 crashed ``ncf tune`` and ignored ``--skip-role-check`` (issue 13 item 9)."""
+    dependencies = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    launch = dependencies["optional-dependencies"]["launch"]
+    (spec,) = [Requirement(line) for line in launch if line.startswith("sagemaker")]
+    floor = min(Version(item.version) for item in spec.specifier if item.operator == ">=")
+    assert floor >= Version("3.27")
+    assert Version(version("sagemaker")) in spec.specifier
