@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from itertools import chain
 
 import numpy as np
@@ -21,6 +22,7 @@ import pandas as pd
 
 from ncf_contract.ranking import top_k_matrix
 from ncf_contract.seen import SeenItems
+from training import beyond_accuracy
 from training.data import ITEM, NEGATIVES, USER
 from training.dataset import Dataset
 from training.errors import DataError
@@ -229,10 +231,62 @@ def top_k_lists(
     return lists
 
 
-def popularity_scores(popularity: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-    """``score_all_items`` of the popularity baseline: every user gets the training counts."""
-    counts = np.asarray(popularity, dtype=np.float32)
-    return lambda users: np.broadcast_to(counts, (len(users), len(counts)))
+class PopularityScorer:
+    """The popularity baseline: every user scores each item by its training interactions."""
+
+    def __init__(self, popularity: np.ndarray) -> None:
+        self.popularity = np.asarray(popularity, dtype=np.float32)
+
+    def score_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Popularity of ``items[j]`` (any shape; ``users`` only broadcasts)."""
+        users, items = np.broadcast_arrays(np.asarray(users), np.asarray(items))
+        return self.popularity[items]
+
+    def score_all_items(self, users: np.ndarray) -> np.ndarray:
+        """``[len(users), num_items]``: the popularity row for every user."""
+        return np.broadcast_to(self.popularity, (len(users), len(self.popularity)))
+
+
+@dataclass(frozen=True)
+class ListComparison:
+    """Beyond-accuracy figures of a model's top-k lists and the popularity baseline's.
+
+    Attributes:
+        metrics: ``{"model": {...}, "popularity": {...}}`` (``training.beyond_accuracy``).
+        recommendation_counts: Per system, ``[num_items]`` lists each item is in.
+    """
+
+    metrics: dict[str, dict[str, float]]
+    recommendation_counts: dict[str, np.ndarray]
+
+
+def compare_lists(
+    score_all_items: Callable[[np.ndarray], np.ndarray],
+    users: np.ndarray,
+    exclude: SeenItems,
+    k: int,
+    popularity: np.ndarray,
+    item_vectors: np.ndarray,
+    item_attributes: np.ndarray | None = None,
+) -> ListComparison:
+    """Top-k lists of the model and of popularity for ``users``, and their beyond-accuracy figures.
+
+    Both systems' lists exclude the same ``exclude`` items; both lists' intra-list
+    diversity is measured on the model's ``item_vectors``.
+    """
+    users = np.unique(np.asarray(users, dtype=np.int64))
+    systems = {
+        "model": score_all_items,
+        "popularity": PopularityScorer(popularity).score_all_items,
+    }
+    metrics, counts = {}, {}
+    for name, scores in systems.items():
+        lists = top_k_lists(scores, users, exclude, k)
+        metrics[name] = beyond_accuracy.beyond_accuracy_metrics(
+            lists, popularity, item_vectors, item_attributes
+        )
+        counts[name] = beyond_accuracy.recommendation_counts(lists, len(popularity))
+    return ListComparison(metrics, counts)
 
 
 def resolve_test_negatives(

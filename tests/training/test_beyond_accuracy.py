@@ -15,7 +15,7 @@ import pytest
 
 from ncf_contract.seen import SeenItems
 from training import beyond_accuracy as ba
-from training.evaluation import popularity_scores, top_k_lists
+from training.evaluation import PopularityScorer, compare_lists, top_k_lists
 
 POPULARITY = np.array([6, 3, 1, 0, 2])
 LISTS = np.array([[0, 1], [0, 2], [0, -1]])
@@ -175,5 +175,28 @@ def test_top_k_lists_exclude_seen_items_and_stream_in_blocks():
 
 def test_popularity_baseline_lists_are_the_most_popular_unseen_items():
     seen = SeenItems.from_pairs(np.array([0]), np.array([0]), 2, 5)
-    lists = top_k_lists(popularity_scores(POPULARITY), np.arange(2), seen, k=2)
+    lists = top_k_lists(PopularityScorer(POPULARITY).score_all_items, np.arange(2), seen, k=2)
     assert lists.tolist() == [[1, 4], [0, 1]]
+
+
+def test_compare_lists_puts_the_model_beside_popularity():
+    # The model prefers the least popular items; each user has seen item 0.
+    scores = np.broadcast_to(-POPULARITY.astype(np.float32), (3, 5))
+    seen = SeenItems.from_pairs(np.array([0, 1, 2]), np.array([0, 0, 0]), 3, 5)
+    comparison = compare_lists(
+        lambda users: scores[users], np.array([2, 0, 1, 0]), seen, 2, POPULARITY, VECTORS
+    )
+    # Model lists: [3, 2] for all 3 users; popularity lists: [1, 4].
+    assert comparison.recommendation_counts["model"].tolist() == [0, 0, 3, 3, 0]
+    assert comparison.recommendation_counts["popularity"].tolist() == [0, 3, 0, 0, 3]
+    assert comparison.metrics["model"]["aplt"] == pytest.approx(1.0)
+    assert comparison.metrics["popularity"]["aplt"] == pytest.approx(0.0)
+    assert comparison.metrics["popularity"] == ba.beyond_accuracy_metrics(
+        np.array([[1, 4]] * 3), POPULARITY, VECTORS
+    )
+
+
+def test_popularity_scorer_scores_pairs_by_popularity():
+    scorer = PopularityScorer(POPULARITY)
+    assert scorer.score_pairs(np.array([0, 1]), np.array([4, 0])).tolist() == [2.0, 6.0]
+    assert scorer.score_all_items(np.array([0, 1])).shape == (2, 5)
