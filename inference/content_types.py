@@ -17,6 +17,7 @@ an encoder takes the list of prediction dicts and returns bytes.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -31,6 +32,8 @@ CSV = "text/csv"
 
 #: Content types we read and write, in order of preference for ``Accept: */*``.
 SUPPORTED = (JSON, JSONLINES, CSV)
+#: What JSON counts as whitespace (RFC 8259); a trailing ``\r`` of a CRLF line is among it.
+JSON_WHITESPACE = " \t\r\n"
 #: Other spellings seen in the wild for the same types.
 ALIASES = {"application/x-jsonlines": JSONLINES, "application/jsonl": JSONLINES}
 
@@ -78,7 +81,8 @@ def _parse_json(text: bytes | str, where: str) -> Any:
 
 
 def decode_json(body: bytes) -> list[Any]:
-    """One instance or ``{"instances": [...]}``."""
+    """One instance or ``{"instances": [...]}``; a leading UTF-8 byte-order mark is dropped."""
+    body = body.removeprefix(codecs.BOM_UTF8)
     if not body.strip():
         raise bad_request('body is empty; send an instance or {"instances": [...]}')
     payload = _parse_json(body, "body")
@@ -93,8 +97,13 @@ def decode_json(body: bytes) -> list[Any]:
 
 
 def decode_jsonlines(body: bytes) -> list[Any]:
-    """One instance per non-blank line."""
-    lines = [line for line in _text(body).splitlines() if line.strip()]
+    r"""One instance per non-blank line.
+
+    Lines end at ``\n`` (or ``\r\n``) only, as JSON Lines defines them:
+    ``str.splitlines`` would also split at U+2028, U+2029 and U+0085, which are
+    valid inside JSON strings (an id may hold them). Blank means JSON whitespace only.
+    """
+    lines = [line for line in _text(body).split("\n") if line.strip(JSON_WHITESPACE)]
     if not lines:
         raise bad_request("body is empty; send one JSON instance per line")
     return [_parse_json(line, f"line {number}") for number, line in enumerate(lines, start=1)]

@@ -280,6 +280,34 @@ def test_json_lines_one_line_out_per_line_in(client: FlaskClient) -> None:
     assert out[-1]["item_id"] == "i2"
 
 
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\u0085"])
+def test_json_lines_split_at_line_feeds_only(client: FlaskClient, separator: str) -> None:
+    # U+2028, U+2029 and U+0085 are valid inside a JSON string: they belong to the id.
+    user_ids = [f"a{separator}b", "u1", f"{separator}u2"]
+    body = "\r\n".join(
+        json.dumps({"user_id": user, "k": 2}, ensure_ascii=False) for user in user_ids
+    )
+    response = post(client, (body + "\n\n").encode(), JSONL)
+    assert response.status_code == 200, response.data
+    out = [json.loads(line) for line in response.data.decode().split("\n") if line]
+    assert [line["user_id"] for line in out] == user_ids
+    assert [line.get("fallback") for line in out] == ["popularity", None, "popularity"]
+
+
+def test_json_lines_separated_by_a_unicode_separator_are_one_bad_line(client: FlaskClient) -> None:
+    response = post(client, '{"user_id": "u1"}\u2028{"user_id": "u2"}', JSONL)
+    assert response.status_code == 400
+    assert response.json["error"].startswith("line 1 is not valid JSON")
+
+
+def test_json_body_with_a_byte_order_mark_is_read(client: FlaskClient) -> None:
+    body = "\ufeff" + json.dumps({"instances": [{"user_id": "u1", "k": 2}]})
+    response = post(client, body.encode(), JSON)
+    assert response.status_code == 200, response.data
+    assert response.json["predictions"][0]["user_id"] == "u1"
+    assert post(client, "\ufeff", JSON).status_code == 400  # a mark alone is an empty body
+
+
 def test_csv_rows_in_and_out(client: FlaskClient) -> None:
     response = post(client, "u1,3\nu2\nstranger,2\n", CSV)
     assert response.status_code == 200
