@@ -1,4 +1,5 @@
-# NCF recommender for SageMaker (bring your own container): `train` and `serve` in one image.
+# NCF recommender for SageMaker (bring your own container): `train` and `serve` in one image;
+# `serve` runs nginx in front of gunicorn.
 #
 #   CPU:  docker build -t ncf-sagemaker:cpu .
 #   GPU:  docker build -t ncf-sagemaker:gpu --build-arg FLAVOR=gpu .     (ml.g4dn / ml.g5)
@@ -64,6 +65,15 @@ ENV PYTHONUNBUFFERED=1 \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH \
     NCF_IMAGE_FLAVOR=${FLAVOR}
+
+# nginx in front of gunicorn (`serve` starts both; see inference/proxy.py). Debian's package,
+# unpinned on purpose: the pinned base image fixes the Debian release, and within it apt gives
+# that release's nginx with its security fixes; `serve` uses only long-stable directives.
+# Debian's own site config and log files are removed: `serve` writes its own config.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends nginx \
+    && rm -rf /var/lib/apt/lists/* /etc/nginx/sites-enabled /var/log/nginx/*.log
 
 COPY --from=dependencies /opt/venv /opt/venv
 

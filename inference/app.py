@@ -31,21 +31,24 @@ def _json(payload: object, status: int = 200) -> Response:
 def read_body(limit: int) -> bytes:
     """The request body, refusing more than ``limit`` bytes.
 
-    Werkzeug checks ``Content-Length`` against ``MAX_CONTENT_LENGTH``; a chunked
-    body has none, so it is read in pieces and refused as soon as it passes the limit.
+    Werkzeug checks ``Content-Length`` against ``MAX_CONTENT_LENGTH``. A chunked
+    body has none (behind nginx it always has: nginx reads the body first), so it
+    is read from the server's terminated input stream, at most one byte past the
+    limit. Werkzeug's own limited stream is not used for this: it refuses a body
+    of exactly ``limit`` bytes, raising on the read that finds the end.
 
     Raises:
         RequestEntityTooLarge: The body is over ``limit`` (answered as 413).
     """
-    if request.content_length is not None:
+    if request.content_length is not None or "wsgi.input_terminated" not in request.environ:
         return request.get_data(cache=False)
-    stream = request.stream
+    stream = request.environ["wsgi.input"]
     pieces, size = [], 0
-    while piece := stream.read(65_536):
+    while size <= limit and (piece := stream.read(min(65_536, limit + 1 - size))):
         size += len(piece)
-        if size > limit:
-            raise RequestEntityTooLarge()
         pieces.append(piece)
+    if size > limit:
+        raise RequestEntityTooLarge()
     return b"".join(pieces)
 
 
@@ -119,7 +122,7 @@ def create_app(
     def http_error(error: HTTPException) -> Response:
         status = error.code or 500
         if status == 413:
-            message = f"body is larger than the {settings.max_payload_mb} MB limit"
+            message = settings.too_large_message
         elif status == 405:
             message = f"{request.method} is not allowed on {request.path}"
         elif status == 404:

@@ -1,59 +1,84 @@
-"""The ``serve`` program (``docker run IMAGE serve``): gunicorn running the Flask app.
+"""The ``serve`` program (``docker run IMAGE serve``): nginx in front of gunicorn running the app.
 
 Settings come from the hosting environment (``inference.settings``): port
 ``SAGEMAKER_BIND_TO_PORT`` (8080), workers ``SAGEMAKER_MODEL_SERVER_WORKERS``
 (one per CPU; one when a GPU is visible), timeout ``SAGEMAKER_MODEL_SERVER_TIMEOUT``
-(60 s), model ``<SAGEMAKER_BASE_DIR or /opt/ml>/model``.
+(60 s), payload limit ``SAGEMAKER_MAX_PAYLOAD_IN_MB`` (6), model
+``<SAGEMAKER_BASE_DIR or /opt/ml>/model``.
 
 Design:
 
-- gunicorn runs in this process (``BaseApplication``), so it is the process that
-  receives SIGTERM: it stops accepting, lets in-flight requests finish for up to
-  ``GRACEFUL_TIMEOUT`` (25 s) and exits, inside SageMaker's 30 s.
+- nginx listens on the port and gunicorn on a Unix socket behind it
+  (``inference.proxy`` writes nginx's configuration into a private temporary
+  directory). nginx reads every request in full, with header and body
+  timeouts, before gunicorn sees it, and buffers every response. Without it,
+  six clients sending one byte per second held all 2 x 4 gthread threads and
+  ``/ping`` timed out (issue 17); with it, ``/ping`` answers in milliseconds
+  beside 256 such clients (``tests/serving/test_server.py``). nginx costs
+  about 0.1 ms of CPU per request (BENCHMARKS.md "serving"). There is no
+  mode without nginx: ``serve`` exits with status 2 and says how to install it.
+- This process only supervises: it forks gunicorn (``InferenceServer``) and
+  spawns nginx. On SIGTERM (or SIGINT) it first stops nginx gracefully: nginx
+  closes its port and idle connections and finishes the requests it has, for
+  at most ``inference.proxy.SHUTDOWN_TIMEOUT`` (18 s), forwarding the rest of
+  their bodies to gunicorn. Then gunicorn stops, waiting for requests still in
+  its workers for at most ``GRACEFUL_TIMEOUT`` (8 s): both inside SageMaker's
+  30 s. If either process dies on its own, the other is stopped and ``serve``
+  exits non-zero, so the container restarts instead of half-serving.
 - ``main`` sets one BLAS/OpenMP thread per worker before NumPy is first imported
-  (``inference`` imports nothing heavy at package level).
+  (``inference`` imports nothing heavy at package level), and imports the app's
+  code once before forking gunicorn, so forked workers inherit it.
 - ``preload_app`` is off: each worker loads the model once when it starts (not on
   the first request). A model that cannot be loaded leaves the worker up, with
   ``/ping`` answering 503 and the reason, and the log saying why, instead of a
   silent crash loop.
 - gthread workers (``NCF_SERVER_THREADS`` threads each; ``inference.workers`` adds
   closing idle keep-alive connections on SIGTERM): ``/ping`` is served by a
-  free thread even while other threads score, and a slow client holds one thread,
-  not a whole worker. NumPy releases the GIL in its kernels, and BLAS is pinned
-  to one thread per worker so workers do not oversubscribe the CPUs.
-- No nginx in front: SageMaker's own front end terminates client connections and
-  buffers requests before they reach the container, the 6 MB limit is enforced
-  by the app (also for chunked bodies), and gthread keep-alive handling copes
-  with slow local clients; nginx would add a process, a config and a hop per
-  request for no gain measured here (see BENCHMARKS.md "serving").
+  free thread even while other threads score. NumPy releases the GIL in its
+  kernels, and BLAS is pinned to one thread per worker so workers do not
+  oversubscribe the CPUs.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
+import signal
 import sys
+import tempfile
+import traceback
+from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+from inference import proxy
 from inference.settings import ServingSettings, SettingsError
 
-GRACEFUL_TIMEOUT = 25
+GRACEFUL_TIMEOUT = 8
+LOGGER = logging.getLogger("serve")
 
 
 class InferenceServer(BaseApplication):  # type: ignore[misc]
-    """gunicorn configured from ``ServingSettings``; each worker builds its own app."""
+    """gunicorn configured from ``ServingSettings``; each worker builds its own app.
 
-    def __init__(self, settings: ServingSettings) -> None:
+    Args:
+        settings: The serving settings.
+        bind: gunicorn's address, ``unix:PATH`` behind nginx (or ``HOST:PORT``).
+    """
+
+    def __init__(self, settings: ServingSettings, bind: str) -> None:
         self.settings = settings
+        self.bind = bind
         super().__init__()
 
     def load_config(self) -> None:
         """Set gunicorn's options from the serving settings (see the module docstring)."""
         settings = self.settings
         options: dict[str, Any] = {
-            "bind": f"0.0.0.0:{settings.port}",
+            "bind": self.bind,
             "workers": settings.workers,
             "worker_class": os.environ.get(
                 "NCF_WORKER_CLASS", "inference.workers.DrainingThreadWorker"
@@ -61,7 +86,7 @@ class InferenceServer(BaseApplication):  # type: ignore[misc]
             "threads": settings.threads,
             "timeout": settings.timeout,
             "graceful_timeout": GRACEFUL_TIMEOUT,
-            "keepalive": 75,  # longer than SageMaker's front end keeps idle connections
+            "keepalive": 75,  # longer than nginx keeps idle upstream connections (60 s)
             "preload_app": False,
             "accesslog": None,
             "errorlog": "-",
@@ -80,8 +105,103 @@ class InferenceServer(BaseApplication):  # type: ignore[misc]
         return create_app_from_settings(self.settings)
 
 
+def _run_gunicorn(settings: ServingSettings, bind: str) -> int:
+    """Run gunicorn and return its exit status; runs in the forked child."""
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):  # gunicorn installs its own
+        signal.signal(stop_signal, signal.SIG_DFL)
+    try:
+        InferenceServer(settings, bind).run()
+    except SystemExit as exit_:  # the arbiter leaves through sys.exit
+        return exit_.code if isinstance(exit_.code, int) else int(exit_.code is not None)
+    except BaseException:
+        traceback.print_exc()
+        return 1
+    return 0
+
+
+class Supervisor:
+    """Runs gunicorn and nginx as child processes and stops them in order.
+
+    Args:
+        settings: The serving settings.
+        nginx: The nginx binary.
+        runtime_dir: A private directory for the socket and nginx's files.
+    """
+
+    def __init__(self, settings: ServingSettings, nginx: str, runtime_dir: Path) -> None:
+        self.settings = settings
+        self.nginx = nginx
+        self.runtime_dir = runtime_dir
+        self.gunicorn_pid: int | None = None
+        self.nginx_pid: int | None = None
+        self.stopping = False
+        self.exit_status = 0
+
+    def run(self) -> int:
+        """Start both processes, wait until both have exited; returns ``serve``'s exit status."""
+        socket_path = self.runtime_dir / "gunicorn.sock"
+        config_path = self.runtime_dir / "nginx.conf"
+        config_path.write_text(proxy.nginx_config(self.settings, self.runtime_dir, socket_path))
+        # nginx's workers drop root for an unprivileged user, which must reach the socket
+        # and nginx's temporary directories in here; nothing in it is listed or read by others.
+        self.runtime_dir.chmod(0o711)
+        for stop_signal in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(stop_signal, self._on_stop_signal)
+
+        gunicorn_pid = os.fork()
+        if gunicorn_pid == 0:  # pragma: no cover - the child; its exit status is tested
+            os._exit(_run_gunicorn(self.settings, f"unix:{socket_path}"))
+        self.gunicorn_pid = gunicorn_pid
+        self.nginx_pid = os.posix_spawn(
+            self.nginx,
+            [self.nginx, "-e", "stderr", "-p", f"{self.runtime_dir}/", "-c", str(config_path)],
+            os.environ,
+        )
+        if self.stopping:  # a signal came before both processes existed
+            self._stop_nginx()
+        while self.gunicorn_pid is not None or self.nginx_pid is not None:
+            pid, wait_status = os.waitpid(-1, 0)
+            self._exited(pid, os.waitstatus_to_exitcode(wait_status))
+        return self.exit_status
+
+    def _on_stop_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self.stopping:
+            return
+        LOGGER.info("%s: stopping nginx, then gunicorn", signal.Signals(signum).name)
+        self.stopping = True
+        self._stop_nginx()
+
+    def _stop_nginx(self) -> None:
+        if self.nginx_pid is not None:  # SIGQUIT: graceful shutdown
+            os.kill(self.nginx_pid, signal.SIGQUIT)
+        elif self.gunicorn_pid is not None:
+            os.kill(self.gunicorn_pid, signal.SIGTERM)
+
+    def _exited(self, pid: int, status: int) -> None:
+        if pid == self.nginx_pid:
+            self.nginx_pid = None
+            name = "nginx"
+        elif pid == self.gunicorn_pid:
+            self.gunicorn_pid = None
+            name = "gunicorn"
+        else:
+            return
+        if not self.stopping:
+            LOGGER.error("%s exited with status %d; stopping", name, status)
+            self.stopping = True
+            self.exit_status = status or 1
+        elif status and not self.exit_status:
+            self.exit_status = status
+        # nginx has drained (or died): gunicorn goes next; gunicorn died: nginx has nothing
+        # left to serve.
+        if self.gunicorn_pid is not None and self.nginx_pid is None:
+            os.kill(self.gunicorn_pid, signal.SIGTERM)
+        elif self.nginx_pid is not None and self.gunicorn_pid is None:
+            os.kill(self.nginx_pid, signal.SIGQUIT)
+
+
 def main() -> int:
-    """Start gunicorn; returns its exit status."""
+    """Start gunicorn behind nginx; returns the exit status."""
     # One BLAS/OpenMP thread per worker, set before NumPy is imported (workers inherit it).
     for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(name, "1")
@@ -92,23 +212,31 @@ def main() -> int:
     )
     try:
         settings = ServingSettings.from_env()
+        nginx = proxy.find_nginx(settings.nginx)
     except SettingsError as error:
-        logging.getLogger("serve").error("bad serving setting: %s", error)
+        LOGGER.error("bad serving setting: %s", error)
         return 2
-    logging.getLogger("serve").info(
-        "serving %s on port %d with %d worker(s) x %d thread(s), timeout %d s",
+    except proxy.ProxyUnavailableError as error:
+        LOGGER.error("%s", error)
+        return 2
+    LOGGER.info(
+        "serving %s on port %d through %s, with %d worker(s) x %d thread(s), timeout %d s",
         settings.model_dir,
         settings.port,
+        nginx,
         settings.workers,
         settings.threads,
         settings.timeout,
     )
-    # Import the code (NumPy, pandas, pyarrow, Flask: ~1-2 s) once in the master, so forked
-    # workers inherit it and only load the model; the model itself still loads per worker.
+    # Import the code (NumPy, pandas, pyarrow, Flask: ~1-2 s) once, before gunicorn is forked,
+    # so its workers inherit it and only load the model; the model still loads per worker.
     import inference.app  # noqa: F401
 
-    InferenceServer(settings).run()
-    return 0
+    runtime_dir = Path(tempfile.mkdtemp(prefix="ncf-serve-"))
+    try:
+        return Supervisor(settings, nginx, runtime_dir).run()
+    finally:
+        shutil.rmtree(runtime_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -75,6 +75,8 @@ class ServingSettings:
         reranking: The re-ranking a recommend request gets when it names none:
             ``NCF_DIVERSITY`` and ``NCF_POPULARITY_PENALTY`` (each 0 to 1, default 0:
             the plain ranking); see ``inference.recommender``.
+        nginx: ``NCF_NGINX``, the nginx binary in front of gunicorn; empty: ``nginx``
+            on ``PATH`` or in a usual location (``inference.proxy.find_nginx``).
     """
 
     model_dir: Path
@@ -87,11 +89,17 @@ class ServingSettings:
     batch_strategy: str = "MULTI_RECORD"
     batch: bool = False
     reranking: Reranking = field(default_factory=Reranking)
+    nginx: str = ""
 
     @property
     def max_payload_bytes(self) -> int:
         """The body size limit in bytes."""
         return self.max_payload_mb * 1024 * 1024
+
+    @property
+    def too_large_message(self) -> str:
+        """What a 413 says, from the app and from the proxy alike."""
+        return f"body is larger than the {self.max_payload_mb} MB limit"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServingSettings:
@@ -126,4 +134,5 @@ class ServingSettings:
                 diversity=_fraction(environ, "NCF_DIVERSITY"),
                 popularity_penalty=_fraction(environ, "NCF_POPULARITY_PENALTY"),
             ),
+            nginx=environ.get("NCF_NGINX", "").strip(),
         )

@@ -60,4 +60,8 @@ UV_PROJECT_ENVIRONMENT=$PWD/$VENV "$VENV/bin/uv" sync --quiet --frozen --inexact
   --python "$VENV/bin/python"
 VIRTUAL_ENV=$PWD/$VENV "$VENV/bin/uv" pip install --quiet --python "$VENV/bin/python" "${extra_tools[@]}"
 echo "$fingerprint" >"$stamp"
+if ! command -v nginx >/dev/null 2>&1 && [[ ! -x /usr/sbin/nginx ]]; then
+  echo "setup.sh: nginx is missing: \`serve\` and its tests run it in front of gunicorn;" \
+    "install it with \`apt-get install nginx\` (Debian, Ubuntu) or \`brew install nginx\` (macOS)" >&2
+fi
 echo "setup.sh: ready ($VENV)" >&2

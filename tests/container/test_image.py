@@ -8,6 +8,7 @@ port published, SIGTERM sent by ``docker stop``.
 from __future__ import annotations
 
 import json
+import socket
 import time
 import urllib.request
 from typing import Any
@@ -106,6 +107,58 @@ def test_serve_answers_ping_and_invocations_and_stops_on_sigterm(
     stopped = docker("stop", "--time", "30", server.name, timeout=60)  # SIGTERM, SIGKILL at 30 s
     assert stopped.returncode == 0, describe(stopped)
     assert time.monotonic() - started < 30, "serve did not exit on SIGTERM"
+    state = json.loads(docker("inspect", server.name).stdout)[0]["State"]
+    assert state["ExitCode"] == 0, server.logs()
+
+
+#: Lists the processes, the listening TCP ports and the Unix sockets inside the container.
+PROCESS_PROBE = """
+import pathlib
+for cmdline in pathlib.Path("/proc").glob("[0-9]*/cmdline"):
+    try:
+        print("process", cmdline.read_bytes().replace(b"\\0", b" ").decode().strip())
+    except OSError:
+        pass
+for line in open("/proc/net/tcp").readlines()[1:] + open("/proc/net/tcp6").readlines()[1:]:
+    local, state = line.split()[1], line.split()[3]
+    if state == "0A":
+        print("tcp-listen", int(local.rsplit(":", 1)[1], 16))
+for line in open("/proc/net/unix").readlines()[1:]:
+    if len(line.split()) > 7:
+        print("unix", line.split()[7])
+"""
+
+
+def test_serve_listens_through_nginx_with_gunicorn_on_a_unix_socket(
+    container_training: TrainingRun, image: str, start_server: StartServer
+) -> None:
+    assert container_training.result.returncode == 0, describe(container_training.result)
+    server = start_server(image, container_training.layout.model_dir)
+    wait_for_ping(server)
+    with urllib.request.urlopen(f"{server.url}/ping", timeout=5) as response:
+        assert response.headers["Server"] == "nginx"
+
+    probe = docker("exec", server.name, "python3", "-c", PROCESS_PROBE)
+    assert probe.returncode == 0, describe(probe)
+    lines = probe.stdout.splitlines()
+    assert any(line.startswith("process nginx: master process") for line in lines), lines
+    assert [line for line in lines if line.startswith("tcp-listen")] == ["tcp-listen 8080"]
+    assert any(line.endswith("/gunicorn.sock") for line in lines if line.startswith("unix")), lines
+
+    # A client that never finishes its headers is cut off by nginx; /ping answers meanwhile.
+    host, port = server.url.rsplit("/", 1)[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as slow:
+        slow.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\n")
+        started = time.monotonic()
+        ping_started = time.monotonic()
+        with urllib.request.urlopen(f"{server.url}/ping", timeout=5) as response:
+            assert response.status == 200
+        assert time.monotonic() - ping_started < 2
+        assert slow.recv(4096) == b""  # closed by the server
+        assert time.monotonic() - started < 20
+
+    stopped = docker("stop", "--time", "30", server.name, timeout=60)
+    assert stopped.returncode == 0, describe(stopped)
     state = json.loads(docker("inspect", server.name).stdout)[0]["State"]
     assert state["ExitCode"] == 0, server.logs()
 

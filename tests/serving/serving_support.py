@@ -110,3 +110,13 @@ def random_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("random-model") / "model"
     save_model_dir(directory, random_artifacts())
     return directory
+
+
+def require_nginx() -> None:
+    """Fail (not skip) with the install hint when nginx is missing: ``serve`` cannot run."""
+    from inference.proxy import ProxyUnavailableError, find_nginx
+
+    try:
+        find_nginx()
+    except ProxyUnavailableError as error:
+        pytest.fail(f"{error} (.ci/run installs it with apt-get)")

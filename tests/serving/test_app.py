@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 from pathlib import Path
@@ -434,6 +435,23 @@ def test_body_over_the_limit_is_413(client: FlaskClient) -> None:
 def test_body_at_the_limit_is_read(client: FlaskClient) -> None:
     body = json.dumps({"user_id": "u1"}).ljust(6 * 1024 * 1024)
     assert post(client, body).status_code == 200
+
+
+@pytest.mark.parametrize(("extra", "status"), [(0, 200), (1, 413)])
+def test_chunked_body_at_the_limit_is_read_and_over_it_is_413(
+    client: FlaskClient, extra: int, status: int
+) -> None:
+    # A chunked body as gunicorn hands it over: Content-Length is ignored (Werkzeug reads
+    # none when Transfer-Encoding is chunked) and the input stream is terminated.
+    body = json.dumps({"user_id": "u1"}).ljust(6 * 1024 * 1024 + extra).encode()
+    response = client.post(
+        "/invocations",
+        input_stream=io.BytesIO(body),
+        content_type=JSON,
+        headers={"Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert response.status_code == status, response.data
 
 
 def test_unknown_path_is_404_json(client: FlaskClient) -> None:

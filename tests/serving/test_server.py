@@ -1,4 +1,4 @@
-"""The real ``serve`` program: gunicorn processes on a free port, over real HTTP."""
+"""The real ``serve`` program: nginx and gunicorn processes on a free port, over real HTTP."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from serving_support import PROGRAMS, REPO_ROOT, free_port
+from serving_support import PROGRAMS, REPO_ROOT, free_port, require_nginx
 
 pytestmark = pytest.mark.slow
 
@@ -32,8 +32,9 @@ class Server:
         return self.log_path.read_text()
 
 
-def start_server(base_dir: Path, log_path: Path, **env: str) -> Server:
-    port = free_port()
+def start_server(base_dir: Path, log_path: Path, port: int | None = None, **env: str) -> Server:
+    require_nginx()
+    port = port or free_port()
     log_file = log_path.open("w")
     process = subprocess.Popen(
         PROGRAMS["serve"],
@@ -103,7 +104,9 @@ def known_users(model_base_dir: Path) -> list[str]:
     return load_model_dir(model_base_dir / "model").user_ids[:20].tolist()
 
 
-def invoke(server: Server, body: str | bytes, content_type: str, **headers: str):
+def invoke(
+    server: Server, body: str | bytes | Iterator[bytes], content_type: str, **headers: str
+) -> requests.Response:
     return requests.post(
         f"{server.url}/invocations",
         data=body,
@@ -168,6 +171,130 @@ def test_chunked_body_over_the_limit_is_413(server: Server) -> None:
     )
     assert response.status_code == 413
     assert requests.get(f"{server.url}/ping", timeout=5).status_code == 200
+
+
+def _exactly_the_limit(server: Server) -> bytes:
+    """A valid JSON request padded with spaces to exactly the payload limit (6 MB)."""
+    limit = requests.get(f"{server.url}/execution-parameters", timeout=5).json()["MaxPayloadInMB"]
+    body = b'{"user_id": "nobody", "k": 2}'
+    return body + b" " * (limit * 1024 * 1024 - len(body))
+
+
+def test_body_of_exactly_the_limit_is_read_chunked_or_not(server: Server) -> None:
+    body = _exactly_the_limit(server)
+
+    def chunks() -> Iterator[bytes]:
+        for start in range(0, len(body), 1024 * 1024):
+            yield body[start : start + 1024 * 1024]
+
+    for data in (body, chunks()):  # Content-Length, then Transfer-Encoding: chunked
+        response = invoke(server, data, "application/json")
+        assert response.status_code == 200, response.text
+        assert len(response.json()["predictions"][0]["items"]) == 2
+    over = invoke(server, body + b" ", "application/json")
+    assert over.status_code == 413
+    assert over.json() == {"error": "body is larger than the 6 MB limit"}
+
+
+def test_proxy_errors_are_json(server: Server) -> None:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as conn:
+        conn.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+        reply = _read_all(conn)
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 "), reply
+    assert b"Content-Type: application/json" in head
+    assert json.loads(body) == {"error": "the request is not valid HTTP"}
+
+
+def _open_slow_client(port: int, slow_body: bool) -> socket.socket:
+    """A connection that has sent part of a request: its headers, or only some of them."""
+    conn = socket.create_connection(("127.0.0.1", port), timeout=5)
+    if slow_body:
+        conn.sendall(
+            b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100000\r\n\r\n{"
+        )
+    else:
+        conn.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+    conn.setblocking(False)
+    return conn
+
+
+def test_ping_answers_within_2_s_beside_256_slow_clients(server: Server) -> None:
+    # Half the clients dribble their headers, half their bodies, one byte per second each, for
+    # 20 s; a client the server closes is replaced, so 256 are slow throughout. (Issue 17: with
+    # gunicorn alone, 6 such clients made /ping time out.)
+    slow_clients = {
+        _open_slow_client(server.port, slow_body=n % 2 == 0): n % 2 == 0 for n in range(256)
+    }
+    closed_by_server = {True: 0, False: 0}
+    ping_seconds: list[float] = []
+    started = time.monotonic()
+    try:
+        while time.monotonic() - started < 20:
+            for conn, slow_body in list(slow_clients.items()):
+                try:
+                    if conn.recv(4096) == b"":
+                        raise ConnectionResetError
+                except BlockingIOError:  # still open, nothing to read: one more byte
+                    try:
+                        conn.send(b" " if slow_body else b"x")
+                        continue
+                    except OSError:
+                        pass
+                except OSError:
+                    pass
+                closed_by_server[slow_body] += 1  # closed (or answered and closed): replace it
+                conn.close()
+                del slow_clients[conn]
+                slow_clients[_open_slow_client(server.port, slow_body)] = slow_body
+            deadline = time.monotonic() + 1
+            while time.monotonic() < deadline:
+                ping_started = time.monotonic()
+                response = requests.get(f"{server.url}/ping", timeout=10)
+                ping_seconds.append(time.monotonic() - ping_started)
+                assert response.status_code == 200, response.text
+                time.sleep(0.1)
+    finally:
+        for conn in slow_clients:
+            conn.close()
+    assert len(ping_seconds) >= 100
+    assert max(ping_seconds) < 2, max(ping_seconds)
+    # Slow headers are cut off after nginx's client_header_timeout (10 s); slow bodies keep
+    # going (client_body_timeout bounds the gap between two reads, not the whole body).
+    assert closed_by_server[False] >= 128, closed_by_server
+    assert requests.get(f"{server.url}/ping", timeout=2).status_code == 200
+
+
+def test_serve_without_nginx_exits_2_saying_how_to_install_it(tmp_path: Path) -> None:
+    result = subprocess.run(
+        PROGRAMS["serve"],
+        cwd=REPO_ROOT,
+        env={**os.environ, "SAGEMAKER_BASE_DIR": str(tmp_path), "NCF_NGINX": "/no/such/nginx"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "NCF_NGINX='/no/such/nginx' is not an executable" in result.stderr
+    assert "apt-get install nginx" in result.stderr
+
+
+def test_serve_exits_non_zero_when_nginx_cannot_listen(
+    model_base_dir: Path, tmp_path: Path
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        server = start_server(model_base_dir, tmp_path / "serve.log", port=taken.getsockname()[1])
+        try:
+            server.process.wait(timeout=30)
+        finally:
+            stop(server)
+    assert server.process.returncode not in (0, None), server.log()
+    assert "Address already in use" in server.log()
+    assert "nginx exited with status 1; stopping" in server.log()
 
 
 def test_missing_model_fails_ping_without_crash_looping(tmp_path: Path) -> None:
@@ -276,7 +403,7 @@ def test_ping_answers_within_2_s_while_a_worker_runs_a_long_request(
         worker = threading.Thread(target=long_request)
         worker.start()
         time.sleep(0.5)
-        ping_seconds = []
+        ping_seconds: list[float] = []
         while worker.is_alive() and len(ping_seconds) < 20:
             started = time.monotonic()
             response = requests.get(f"{server.url}/ping", timeout=10)
