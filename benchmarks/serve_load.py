@@ -1,5 +1,8 @@
 """Serving load test: ``serve`` against a Flask + ``model.predict`` server.
 
+With ``--gunicorn-alone`` it also measures gunicorn as ``serve`` configures it but
+listening on the port itself, without nginx in front (``serve`` before issue 17).
+
 Both servers run on localhost with the MovieLens-1M model that
 ``benchmarks/train_ml1m.py`` writes to ``benchmarks/results/ml1m-model``
 (6,040 users, 3,706 items). ``wrk`` (with ``serve_topk.lua``) asks each for the
@@ -12,6 +15,7 @@ Usage::
 
     .venv/bin/python benchmarks/train_ml1m.py          # once, for the model
     .venv/bin/python benchmarks/serve_load.py [--duration 10] [--concurrency 1 4 16 64]
+        [--gunicorn-alone] [--skip-naive]
 
 Prints a Markdown table and writes ``benchmarks/results/serve_load.json``.
 """
@@ -33,11 +37,20 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 LUA = REPO / "benchmarks" / "serve_topk.lua"
 RESULT_LINE = re.compile(r"RESULT (.*)")
+#: gunicorn as ``serve`` configures it, listening on the port itself, without nginx in front.
+GUNICORN_ALONE = (
+    "import os; from inference.server import InferenceServer; "
+    "from inference.settings import ServingSettings; "
+    "import inference.app; "
+    "settings = ServingSettings.from_env(); "
+    "InferenceServer(settings, f'0.0.0.0:{settings.port}').run()"
+)
 
 
 def free_port() -> int:
@@ -92,18 +105,26 @@ def wrk(url: str, concurrency: int, duration: int) -> dict[str, float]:
     return {name: float(value) for name, value in fields.items()}
 
 
-def workers_cpu_s(parent: int) -> float:
-    """User + system CPU seconds of ``parent`` and its child processes (the gunicorn workers)."""
-    total = 0.0
+def workers_cpu_s(root: int) -> float:
+    """User + system CPU seconds of ``root`` and all its descendants (nginx, gunicorn, workers)."""
     tick = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    cpu: dict[int, float] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        pid, ppid = int(stat.parent.name), int(fields[1])
-        if parent in (pid, ppid):
-            total += (int(fields[11]) + int(fields[12])) / tick
+        pid = int(stat.parent.name)
+        parents[pid] = int(fields[1])
+        cpu[pid] = (int(fields[11]) + int(fields[12])) / tick
+    total = 0.0
+    for pid, seconds in cpu.items():
+        ancestor = pid
+        while ancestor not in (root, 0, 1) and ancestor in parents:
+            ancestor = parents[ancestor]
+        if ancestor == root:
+            total += seconds
     return total
 
 
@@ -164,13 +185,18 @@ def main() -> None:
     parser.add_argument("--skip-naive", action="store_true")
     parser.add_argument("--workers", help="SAGEMAKER_MODEL_SERVER_WORKERS for serve")
     parser.add_argument("--threads", help="NCF_SERVER_THREADS for serve")
+    parser.add_argument(
+        "--gunicorn-alone",
+        action="store_true",
+        help="also measure gunicorn without nginx in front (serve before issue 17)",
+    )
     args = parser.parse_args()
     if not (args.model_dir / "weights.npz").exists():
         raise SystemExit(f"{args.model_dir} has no model; run benchmarks/train_ml1m.py first")
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install wrk)")
 
-    report: dict[str, object] = {
+    report: dict[str, Any] = {
         "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} CPUs, "
         f"{platform.platform()}",
         "model_dir": str(args.model_dir),
@@ -181,29 +207,37 @@ def main() -> None:
         base.mkdir()
         (base / "model").symlink_to(args.model_dir.resolve())
 
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base), "SAGEMAKER_BIND_TO_PORT": str(port)}
-        if args.workers:
-            env["SAGEMAKER_MODEL_SERVER_WORKERS"] = args.workers
-        if args.threads:
-            env["NCF_SERVER_THREADS"] = args.threads
-        started = time.perf_counter()
-        server = subprocess.Popen(
-            [sys.executable, "-m", "inference"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            report["serve_start_to_ping_s"] = wait_healthy(server, url, started)
-            print(f"serve healthy after {report['serve_start_to_ping_s']:.2f} s")
-            wrk(url, 4, 2)  # warm-up
-            report["serve"] = run_levels(
-                "serve", url, args.concurrency, args.duration, True, server.pid
+        servers = {"serve": [sys.executable, "-m", "inference"]}
+        if args.gunicorn_alone:
+            servers["gunicorn"] = [sys.executable, "-c", GUNICORN_ALONE]
+        for name, command in servers.items():
+            port = free_port()
+            url = f"http://127.0.0.1:{port}"
+            env = {
+                **os.environ,
+                "SAGEMAKER_BASE_DIR": str(base),
+                "SAGEMAKER_BIND_TO_PORT": str(port),
+                "OPENBLAS_NUM_THREADS": "1",  # as serve's main sets it
+                "OMP_NUM_THREADS": "1",
+                "MKL_NUM_THREADS": "1",
+            }
+            if args.workers:
+                env["SAGEMAKER_MODEL_SERVER_WORKERS"] = args.workers
+            if args.threads:
+                env["NCF_SERVER_THREADS"] = args.threads
+            started = time.perf_counter()
+            server = subprocess.Popen(
+                command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
             )
-        finally:
-            report["serve_sigterm_exit_s"] = stop(server)
+            try:
+                report[f"{name}_start_to_ping_s"] = wait_healthy(server, url, started)
+                print(f"{name} healthy after {report[f'{name}_start_to_ping_s']:.2f} s")
+                wrk(url, 4, 2)  # warm-up
+                report[name] = run_levels(
+                    name, url, args.concurrency, args.duration, True, server.pid
+                )
+            finally:
+                report[f"{name}_sigterm_exit_s"] = stop(server)
 
         if not args.skip_naive:
             port = free_port()
@@ -252,8 +286,8 @@ def main() -> None:
         "| server CPU µs/request | load average |"
     )
     print("|---|---|---|---|---|---|---|---|")
-    for name in ("serve", "naive"):
-        for row in report.get(name, []):  # type: ignore[union-attr]
+    for name in ("serve", "gunicorn", "naive"):
+        for row in report.get(name, []):
             ping = f"{row['worst_ping_ms']:.1f}" if "worst_ping_ms" in row else "-"
             print(
                 f"| {name} | {row['concurrency']:.0f} | {row['rps']:.0f} | {row['p50_ms']:.2f} "
@@ -261,8 +295,8 @@ def main() -> None:
                 f"| {row['load_average']:.1f} |"
             )
     if "naive" in report:
-        best = max(row["rps"] for row in report["serve"])  # type: ignore[union-attr]
-        best_naive = max(row["rps"] for row in report["naive"])  # type: ignore[union-attr]
+        best = max(row["rps"] for row in report["serve"])
+        best_naive = max(row["rps"] for row in report["naive"])
         print(f"\nbest throughput ratio serve / naive: {best / best_naive:.0f}x")
     print(
         f"serve start -> /ping 200: {report['serve_start_to_ping_s']:.2f} s; "

@@ -12,11 +12,16 @@ Design:
   (``inference.proxy`` writes nginx's configuration into a private temporary
   directory). nginx reads every request in full, with header and body
   timeouts, before gunicorn sees it, and buffers every response. Without it,
-  six clients sending one byte per second held all 2 x 4 gthread threads and
-  ``/ping`` timed out (issue 17); with it, ``/ping`` answers in milliseconds
-  beside 256 such clients (``tests/serving/test_server.py``). nginx costs
-  about 0.1 ms of CPU per request (BENCHMARKS.md "serving"). There is no
-  mode without nginx: ``serve`` exits with status 2 and says how to install it.
+  eight clients sending one byte per second held all 2 x 4 gthread threads and
+  ``/ping`` timed out; with it, the slowest ``/ping`` took 0.05 s beside 256
+  such clients (``benchmarks/slow_clients.py``; tested in
+  ``tests/serving/test_server.py``). The earlier argument against nginx
+  (SageMaker's front end buffers requests already) does not hold for the same
+  image run with ``docker run`` or behind another proxy, and nginx's cost did
+  not show: in the same runs, server CPU per top-10 request was 0.80-1.00 ms
+  with nginx and 0.77-0.98 ms without, within this machine's noise
+  (BENCHMARKS.md "serving"). There is no mode without nginx: ``serve`` exits
+  with status 2 and says how to install it.
 - This process only supervises: it forks gunicorn (``InferenceServer``) and
   spawns nginx. On SIGTERM (or SIGINT) it first stops nginx gracefully: nginx
   closes its port and idle connections and finishes the requests it has, for
