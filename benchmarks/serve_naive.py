@@ -21,11 +21,11 @@ from flask import Flask, Response, request
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ncf_contract.model_dir import load_model_dir
-from training.model import NCF
+from ncf_contract.model_dir import ModelArtifacts, load_model_dir
+from training.families.ncf_model import NCF
 
 
-def load_keras_model(model_dir: Path) -> tuple[NCF, object]:
+def load_keras_model(model_dir: Path) -> tuple[NCF, ModelArtifacts]:
     """The Keras NCF with the weights of ``model_dir``, and the artifacts."""
     artifacts = load_model_dir(model_dir)
     weights = artifacts.weights

@@ -20,7 +20,3 @@ class InferenceError(Exception):
 def bad_request(message: str) -> InferenceError:
     """A 400: the payload is malformed or a field has a bad value."""
     return InferenceError(400, message)
-
-
-class ModelNotReadyError(Exception):
-    """The model could not be loaded; ``/ping`` and ``/invocations`` answer 503 with why."""

@@ -214,7 +214,8 @@ def save_model_dir(directory: Path, artifacts: ModelArtifacts) -> None:
     (directory / METADATA_FILE).write_text(
         json.dumps(asdict(artifacts.metadata), indent=2, sort_keys=True, default=str) + "\n"
     )
-    np.savez(directory / WEIGHTS_FILE, **{k: np.asarray(v) for k, v in artifacts.weights.items()})
+    weights: dict[str, Any] = {k: np.asarray(v) for k, v in artifacts.weights.items()}
+    np.savez(directory / WEIGHTS_FILE, **weights)
     pd.DataFrame({"user_id": artifacts.user_ids.astype(str)}).to_parquet(
         directory / USERS_FILE, index=False
     )

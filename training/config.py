@@ -8,6 +8,7 @@ allowed, so the job's FailureReason tells the user what to change.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -126,11 +127,6 @@ class TrainingConfig:
                 f"embedding size), got {list(self.mlp_layers)}"
             )
 
-    @property
-    def mlp_embedding_dim(self) -> int:
-        """Each MLP embedding's size: half the first layer, as in the NCF paper."""
-        return self.mlp_layers[0] // 2
-
     def to_json(self) -> dict[str, Any]:
         """The configuration as plain JSON values."""
         values = asdict(self)
@@ -174,6 +170,8 @@ def _convert(name: str, value: Any, spec: Mapping[str, Any]) -> Any:  # noqa: PL
             return None
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise _bad(name, value, "a number")
+        if not math.isfinite(value):
+            raise _bad(name, value, "a finite number (not NaN or infinity)")
         low, high = spec.get("low"), spec.get("high")
         if low is not None and (value < low or (spec.get("low_open") and value == low)):
             bound = f"> {low}" if spec.get("low_open") else f"≥ {low}"

@@ -18,7 +18,6 @@ from __future__ import annotations
 import io
 import logging
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -259,6 +258,14 @@ def _numeric(
             f"non-numeric {role} in column {column!r} (examples: {examples}) in {source_names}. "
             f"Fix those rows, or set {COLUMN_HYPERPARAMETERS[role]} to the right column."
         )
+    infinite = np.isinf(converted.to_numpy(dtype=np.float64))
+    if infinite.any():
+        rows = np.flatnonzero(infinite)[:_EXAMPLES].tolist()
+        raise DataError(
+            f"channel {channel!r}: {int(infinite.sum())} of {len(values)} rows have an infinite "
+            f"{role} in column {column!r} (rows {rows} counting from 0) in {source_names}; "
+            f"every {role} must be a finite number"
+        )
     return converted
 
 
@@ -483,9 +490,3 @@ def read_test_negatives(
     frame[USER] = frame[USER].astype(object)
     frame[ITEM] = frame[ITEM].astype(object)
     return frame
-
-
-def iter_channel_files(location: str | Path, channel: str) -> Iterator[str]:
-    """The names of the interaction files a channel holds (for logging)."""
-    for source in list_sources(location, channel, INTERACTION_SUFFIXES):
-        yield source.name

@@ -84,7 +84,7 @@ class Environment:
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Environment:
         """Read the environment from ``SAGEMAKER_BASE_DIR`` (default ``/opt/ml``)."""
         environ = dict(os.environ if environ is None else environ)
-        return cls.from_base_dir(Path(environ.get("SAGEMAKER_BASE_DIR", DEFAULT_BASE_DIR)), environ)
+        return cls.from_base_dir(base_dir_of(environ), environ)
 
     @classmethod
     def from_base_dir(cls, base_dir: Path, environ: Mapping[str, str] | None = None) -> Environment:
@@ -169,3 +169,8 @@ class Environment:
         if local.exists() or channel in self.input_data_config:
             return local
         return None
+
+
+def base_dir_of(environ: Mapping[str, str]) -> Path:
+    """The ``/opt/ml`` directory: ``SAGEMAKER_BASE_DIR`` if set."""
+    return Path(environ.get("SAGEMAKER_BASE_DIR", DEFAULT_BASE_DIR))

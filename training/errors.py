@@ -17,3 +17,14 @@ class DataError(UserFacingError):
 
 class ConfigError(UserFacingError):
     """A hyperparameter or setting is unknown or has a bad value."""
+
+
+class TrainingDivergedError(UserFacingError):
+    """The training loss became NaN or infinite; no model is published."""
+
+    def __init__(self, loss: float) -> None:
+        super().__init__(
+            f"training diverged: the loss became {loss} (not finite), so no model was "
+            "written; lower learning_rate, raise the regularization, or check the data for "
+            "extreme ratings"
+        )

@@ -22,6 +22,7 @@ Exit status and ``output/failure``:
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import sys
 import tempfile
@@ -30,8 +31,9 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from ncf_contract.model_dir import publish_model_dir
 from training.config import TrainingConfig
-from training.environment import Environment
+from training.environment import Environment, base_dir_of
 from training.errors import DataError, UserFacingError
 from training.signals import stop_on_sigterm
 
@@ -143,15 +145,16 @@ def run(env: Environment, started: float) -> int:
     result = trainer.train(
         config, built, env.checkpoint_dir, stop_flag, test_negatives=test_negatives, emit=_emit
     )
-    if result.stopped:
+    if result.stopped or result.model is None:
         logger.warning(
             "stopped by SIGTERM; checkpoint in %s; model/ not written", env.checkpoint_dir
         )
         return 0
 
+    fit = result.fit
     metrics = {
-        "best_epoch": result.best_epoch,
-        "validation": result.validation,
+        "best_epoch": fit.best_epoch,
+        "validation": fit.validation,
         "test": result.test,
     }
     scratch_parent = env.model_dir.parent if env.model_dir.parent.is_dir() else None
@@ -174,17 +177,15 @@ def run(env: Environment, started: float) -> int:
             env.output_data_dir,
             {
                 **metrics,
-                "history": result.history,
-                "resumed_from_epoch": result.resumed_from_epoch,
-                "early_stopped": result.early_stopped,
+                "history": fit.history,
+                "resumed_from_epoch": fit.resumed_from_epoch,
+                "early_stopped": fit.early_stopped,
                 "config": config.to_json(),
                 "data": built.statistics(),
                 "timings": timings,
             },
         )
-        report.plot_learning_curve(env.output_data_dir, result.history, result.best_epoch)
-        from ncf_contract.model_dir import publish_model_dir
-
+        report.plot_learning_curve(env.output_data_dir, fit.history, fit.best_epoch)
         publish_model_dir(scratch, env.model_dir)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -197,10 +198,10 @@ def main() -> int:
     started = time.perf_counter()
     _setup_logging()
     env: Environment | None = None
-    base_dir = Path("/opt/ml")
+    # Known before anything is parsed, so a failure to parse still lands under SAGEMAKER_BASE_DIR.
+    base_dir = base_dir_of(os.environ)
     try:
         env = Environment.from_environ()
-        base_dir = env.base_dir
         return run(env, started)
     except UserFacingError as error:
         message = str(error).strip() or type(error).__name__

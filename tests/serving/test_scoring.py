@@ -53,9 +53,13 @@ CASES = [
 def test_scores_match_the_formula(make_artifacts: MakeArtifacts, case: dict) -> None:
     artifacts = make_artifacts(**case)
     scorer = NcfScorer.from_artifacts(artifacts)
-    users, items = np.meshgrid(np.arange(artifacts.num_users), np.arange(artifacts.num_items))
-    users, items = users.T.ravel(), items.T.ravel()
-    expected = np.array([naive_score(artifacts, u, i) for u, i in zip(users, items, strict=True)])
+    grid_users, grid_items = np.meshgrid(
+        np.arange(artifacts.num_users), np.arange(artifacts.num_items)
+    )
+    users, items = grid_users.T.ravel(), grid_items.T.ravel()
+    expected = np.array(
+        [naive_score(artifacts, int(u), int(i)) for u, i in zip(users, items, strict=True)]
+    )
 
     pairs = scorer.score_pairs(users, items)
     assert pairs.dtype == np.float32

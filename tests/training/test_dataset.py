@@ -132,6 +132,7 @@ def test_explicit_keeps_latest_rating() -> None:
         ]
     )
     dataset = build_dataset(train, frame([("u2", "b", 3.0, 5)]), None, feedback="explicit")
+    assert dataset.train.rating is not None
     ratings = {
         pair: float(rating)
         for pair, rating in zip(
@@ -145,7 +146,7 @@ def test_explicit_keeps_latest_rating() -> None:
         )
     }
     assert ratings == {("u1", "a"): 1.0, ("u1", "b"): 3.0, ("u2", "a"): 4.0}
-    assert dataset.train.rating.dtype == np.float32
+    assert dataset.train.rating is not None and dataset.train.rating.dtype == np.float32
 
 
 def test_explicit_without_ratings_fails() -> None:
@@ -211,10 +212,10 @@ def test_leave_latest_out_property(rows: list[tuple[int, int, int]], seed: int) 
     # Split is a partition of the collapsed pairs.
     assert held.isdisjoint(kept)
     assert held | kept == set(zip(collapsed["user_id"], collapsed["item_id"], strict=True))
-    latest_time = {}
-    for user, item, time in rows:
-        key = (str(user), str(item))
-        latest_time[key] = max(latest_time.get(key, -1), time)
+    latest_time: dict[tuple[str, str], int] = {}
+    for user_number, item_number, stamp in rows:
+        key = (str(user_number), str(item_number))
+        latest_time[key] = max(latest_time.get(key, -1), stamp)
     sizes = collapsed.groupby("user_id").size()
     assert {user for user, _ in held} == set(sizes[sizes >= 2].index)
     for user, item in held:

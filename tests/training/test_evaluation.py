@@ -137,7 +137,8 @@ def test_full_ranking_batches_agree() -> None:
     rng = np.random.default_rng(1)
     table = rng.random((30, 25))
     mask = rng.random((30, 25)) < 0.3
-    exclude = SeenItems.from_pairs(*np.nonzero(mask), 30, 25)
+    seen_users, seen_items = np.nonzero(mask)
+    exclude = SeenItems.from_pairs(seen_users, seen_items, 30, 25)
     users = np.arange(30)
     held = rng.integers(25, size=30)
     expected_rank = [

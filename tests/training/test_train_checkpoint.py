@@ -79,9 +79,9 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(sagemaker_layout: SageMake
     assert not model_dir.exists() or not any(model_dir.iterdir())
     assert not sagemaker_layout.failure_file.exists()
 
-    # The next job resumes where the stopped one left off.
+    # The next job (same settings, a smaller epoch budget) resumes where the stopped one left off.
     sagemaker_layout.write_config(
-        {**FAST_HYPERPARAMETERS, "epochs": 3, "early_stopping_patience": 0}
+        {**FAST_HYPERPARAMETERS, "epochs": 3, "early_stopping_patience": 0, "batch_size": 32}
     )
     resumed = run_container_script("train", sagemaker_layout.base_dir)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr

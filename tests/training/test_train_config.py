@@ -28,7 +28,6 @@ def test_defaults_are_valid() -> None:
     assert config.model_type == "gmf"
     assert config.top_k == 10
     assert config.num_eval_negatives == 99
-    assert config.mlp_embedding_dim == config.mlp_layers[0] // 2
 
 
 def test_typed_values_from_sagemaker_strings() -> None:

@@ -64,6 +64,36 @@ def _no_train_channel(layout: SageMakerLayout) -> dict:
     return {}
 
 
+def _nan_learning_rate(layout: SageMakerLayout) -> dict:
+    layout.write_channel("train", make_interactions())
+    return {"learning_rate": "NaN"}
+
+
+def _nan_regularization(layout: SageMakerLayout) -> dict:
+    layout.write_channel("train", make_interactions())
+    return {"gmf_regularization": "NaN"}
+
+
+def _infinite_learning_rate(layout: SageMakerLayout) -> dict:
+    layout.write_channel("train", make_interactions())
+    return {"learning_rate": "Infinity"}
+
+
+def _infinite_rating(layout: SageMakerLayout) -> dict:
+    frame = make_interactions()
+    frame.loc[7, "rating"] = float("inf")
+    layout.write_channel("train", frame)
+    return {"feedback": "explicit"}
+
+
+def _infinite_timestamp(layout: SageMakerLayout) -> dict:
+    frame = make_interactions()
+    frame["timestamp"] = frame["timestamp"].astype(float)
+    frame.loc[4, "timestamp"] = float("-inf")
+    layout.write_channel("train", frame, name="part.parquet")
+    return {}
+
+
 CASES: dict[str, tuple[Callable[[SageMakerLayout], dict], tuple[str, ...]]] = {
     "missing column": (_missing_column, ("user_id", "customer")),
     "empty channel": (_empty_channel, ("train",)),
@@ -74,6 +104,11 @@ CASES: dict[str, tuple[Callable[[SageMakerLayout], dict], tuple[str, ...]]] = {
     "unknown hyperparameter": (_unknown_hyperparameter, ("epochz", "valid names", "epochs")),
     "bad value": (_bad_value, ("model_type", "deepfm", "gmf, mlp, neumf")),
     "no train channel": (_no_train_channel, ("train", "does not exist")),
+    "NaN learning rate": (_nan_learning_rate, ("learning_rate", "nan", "finite")),
+    "NaN regularization": (_nan_regularization, ("gmf_regularization", "nan", "finite")),
+    "infinite learning rate": (_infinite_learning_rate, ("learning_rate", "inf", "finite")),
+    "infinite rating": (_infinite_rating, ("train", "infinite rating", "[7]")),
+    "infinite timestamp": (_infinite_timestamp, ("train", "infinite timestamp", "[4]")),
 }
 
 
@@ -118,3 +153,30 @@ def test_internal_error_writes_summary_then_traceback(sagemaker_layout: SageMake
     assert "Traceback" in text
     model_dir = sagemaker_layout.model_dir
     assert not model_dir.exists() or not any(model_dir.iterdir())
+
+
+def test_a_diverging_loss_fails_the_job_and_publishes_nothing(
+    sagemaker_layout: SageMakerLayout,
+) -> None:
+    frame = make_interactions()
+    frame["rating"] = 1e30  # finite ratings whose squared error overflows float32
+    sagemaker_layout.write_channel("train", frame)
+    sagemaker_layout.write_config({"epochs": 2, "feedback": "explicit", "batch_size": 512})
+    result = run_container_script("train", sagemaker_layout.base_dir, timeout=300)
+    assert result.returncode == 1, result.stdout + result.stderr
+    first_line = sagemaker_layout.failure_file.read_text().splitlines()[0]
+    assert "training diverged" in first_line and "learning_rate" in first_line
+    model_dir = sagemaker_layout.model_dir
+    assert not model_dir.exists() or not any(model_dir.iterdir())
+
+
+def test_invalid_hyperparameters_json_fails_under_the_base_dir(
+    sagemaker_layout: SageMakerLayout,
+) -> None:
+    sagemaker_layout.write_channel("train", make_interactions())
+    config_dir = sagemaker_layout.base_dir / "input" / "config"
+    config_dir.mkdir(parents=True)
+    (config_dir / "hyperparameters.json").write_text("{not json")
+    result = run_container_script("train", sagemaker_layout.base_dir, timeout=120)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "hyperparameters.json" in sagemaker_layout.failure_file.read_text()

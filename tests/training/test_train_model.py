@@ -7,7 +7,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from training.model import NCF  # noqa: E402
+from training.families.ncf_model import NCF  # noqa: E402
 
 
 def _numpy_scores(weights: dict[str, np.ndarray], model_type: str, users, items) -> np.ndarray:

@@ -11,6 +11,7 @@ pytest.importorskip("keras")
 
 from training.config import TrainingConfig
 from training.dataset import build_dataset
+from training.families.ncf import FittedNcf
 from training.synthetic import make_interactions
 from training.trainer import train
 
@@ -19,7 +20,8 @@ def final_learning_rate(config: TrainingConfig, checkpoint_dir: Path) -> float:
     interactions = make_interactions(num_users=40, num_items=30, interactions_per_user=8)
     dataset = build_dataset(interactions, None, None, seed=config.seed)
     result = train(config, dataset, checkpoint_dir, emit=lambda line: None)
-    return float(np.asarray(result.model.optimizer.learning_rate))
+    assert isinstance(result.model, FittedNcf)
+    return float(np.asarray(result.model.keras_model.optimizer.learning_rate))
 
 
 def test_learning_rate_decays_per_epoch_and_resumes_on_schedule(tmp_path: Path) -> None:

@@ -1,0 +1,25 @@
+"""Model families: each fits on a dataset and exports into the same model directory.
+
+``family_for(model_type)`` returns the family that fits ``model_type``; see
+``training.families.base`` for the seam every family implements.
+"""
+
+from __future__ import annotations
+
+from ncf_contract.families import NCF_FAMILIES
+from training.families.base import FitContext, FitResult, FittedModel, ModelFamily
+
+__all__ = ["FitContext", "FitResult", "FittedModel", "ModelFamily", "family_for"]
+
+
+def family_for(model_type: str) -> ModelFamily:
+    """The family that fits ``model_type`` (one of ``ncf_contract.families.MODEL_FAMILIES``).
+
+    Raises:
+        ValueError: ``model_type`` names no family.
+    """
+    if model_type in NCF_FAMILIES:
+        from training.families.ncf import NcfFamily  # TensorFlow loads here
+
+        return NcfFamily()
+    raise ValueError(f"no model family fits model_type {model_type!r}")

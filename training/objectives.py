@@ -1,0 +1,229 @@
+"""What training optimises and how a model is judged, one objective per feedback kind.
+
+An ``Objective`` bundles everything that differs between implicit and explicit
+feedback, so no other module compares the feedback kind:
+
+- the output activation and the Keras loss;
+- one epoch's training examples (fresh negatives for implicit feedback, the
+  shuffled ratings for explicit feedback);
+- the validation metrics, the metric that picks the best epoch or trial, and
+  which value of it is better;
+- the test metrics, computed once at the end.
+
+Implicit feedback is judged by HR@K and NDCG@K of each held-out item among
+sampled negatives (the NCF protocol; the negatives are drawn once with a fixed
+seed) and, on test, also among every unseen item. Explicit feedback is judged
+by RMSE.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Protocol
+
+import numpy as np
+
+from ncf_contract.families import Feedback, output_activation
+from training import evaluation, sampling
+from training.config import TrainingConfig
+from training.dataset import Dataset, Interactions
+
+#: Offsets from ``seed`` for the independent random streams of evaluation.
+VALIDATION_SEED_OFFSET, TEST_SEED_OFFSET = 1, 2
+#: Users per block in full-ranking evaluation.
+FULL_RANKING_USERS = 256
+
+Examples = tuple[np.ndarray, np.ndarray, np.ndarray]
+TestNegatives = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+class Scorer(Protocol):
+    """Scores of a fitted model, for evaluation (every family provides one)."""
+
+    def score_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Scores of aligned ``(users[j], items[j])`` pairs (any equal shapes), same shape."""
+        ...
+
+    def score_all_items(self, users: np.ndarray) -> np.ndarray:
+        """``[len(users), num_items]`` scores of every item for each user."""
+        ...
+
+
+@dataclass(frozen=True)
+class RankingTask:
+    """Held-out items to rank, each against its row of negatives."""
+
+    users: np.ndarray
+    held_out: np.ndarray
+    negatives: np.ndarray
+
+
+class Objective(ABC):
+    """The feedback-specific parts of training and evaluation."""
+
+    feedback: Feedback
+    #: The Keras loss name.
+    loss: str
+
+    def __init__(self, config: TrainingConfig, dataset: Dataset) -> None:
+        self.config = config
+        self.dataset = dataset
+
+    @property
+    def output_activation(self) -> str:
+        """``sigmoid`` (scores are probabilities) or ``linear`` (scores are ratings)."""
+        return output_activation(self.feedback)
+
+    @property
+    @abstractmethod
+    def selection_metric(self) -> str:
+        """The validation metric that picks the best epoch or trial."""
+
+    @abstractmethod
+    def is_better(self, value: float, best: float | None) -> bool:
+        """Whether ``value`` of the selection metric beats ``best`` (``None``: nothing yet)."""
+
+    @abstractmethod
+    def epoch_examples(self, rng: np.random.Generator) -> Examples:
+        """One epoch of ``(users int32, items int32, targets float32)``, shuffled."""
+
+    @abstractmethod
+    def validation_metrics(self, scorer: Scorer) -> dict[str, float]:
+        """Metrics on the validation split."""
+
+    @abstractmethod
+    def test_metrics(
+        self, scorer: Scorer, test_negatives: TestNegatives | None
+    ) -> dict[str, float]:
+        """Metrics on the test split; empty without one."""
+
+    def log_keys(self, metrics: dict[str, float], prefix: str) -> dict[str, float]:
+        """``{"hr": v}`` -> ``{"val_hr@10": v}`` as the metric lines name them."""
+        keyed = {}
+        for name, value in metrics.items():
+            suffix = "" if name == "rmse" else f"@{self.config.top_k}"
+            keyed[f"{prefix}_{name}{suffix}"] = value
+        return keyed
+
+
+class ImplicitObjective(Objective):
+    """Ranking: binary cross-entropy on positives and sampled negatives; HR/NDCG@K."""
+
+    feedback = Feedback.IMPLICIT
+    loss = "binary_crossentropy"
+
+    @property
+    def selection_metric(self) -> str:
+        """``hr`` or ``ndcg`` (the ``validation_metric`` hyperparameter)."""
+        return self.config.validation_metric
+
+    def is_better(self, value: float, best: float | None) -> bool:
+        """Higher is better."""
+        return best is None or value > best
+
+    def epoch_examples(self, rng: np.random.Generator) -> Examples:
+        """Every positive plus ``num_negatives`` fresh negatives each, shuffled."""
+        return sampling.training_examples(
+            self.dataset.train,
+            self.dataset.train_seen,
+            self.dataset.num_items,
+            self.config.num_negatives,
+            rng,
+        )
+
+    @cached_property
+    def validation_task(self) -> RankingTask:
+        """The validation items with negatives drawn once (fixed seed)."""
+        return self._task(self.dataset.validation, VALIDATION_SEED_OFFSET)
+
+    def _task(self, split: Interactions, seed_offset: int) -> RankingTask:
+        negatives = evaluation.sample_evaluation_negatives(
+            split.user_index,
+            split.item_index,
+            self.dataset.all_seen,
+            self.dataset.num_items,
+            self.config.num_eval_negatives,
+            self.config.seed + seed_offset,
+        )
+        return RankingTask(split.user_index, split.item_index, negatives)
+
+    def _ranking(self, scorer: Scorer, task: RankingTask) -> dict[str, float]:
+        metrics = evaluation.sampled_ranking_metrics(
+            scorer.score_pairs, task.users, task.held_out, task.negatives, self.config.top_k
+        )
+        return {name: float(value) for name, value in metrics.items()}
+
+    def validation_metrics(self, scorer: Scorer) -> dict[str, float]:
+        """Sampled HR@K and NDCG@K of the validation items."""
+        return self._ranking(scorer, self.validation_task)
+
+    def test_metrics(
+        self, scorer: Scorer, test_negatives: TestNegatives | None
+    ) -> dict[str, float]:
+        """Sampled HR/NDCG@K (the exact ``test_negatives`` if given) and full-ranking figures."""
+        if test_negatives is not None:
+            task = RankingTask(*test_negatives)
+        elif self.dataset.test is not None:
+            task = self._task(self.dataset.test, TEST_SEED_OFFSET)
+        else:
+            return {}
+        metrics = self._ranking(scorer, task)
+        if self.config.full_ranking:
+            full = evaluation.full_ranking_metrics(
+                scorer.score_all_items,
+                task.users,
+                task.held_out,
+                self.dataset.all_seen,
+                self.config.top_k,
+                FULL_RANKING_USERS,
+            )
+            metrics.update({f"full_{name}": float(value) for name, value in full.items()})
+        return metrics
+
+
+class ExplicitObjective(Objective):
+    """Rating prediction: mean squared error; RMSE."""
+
+    feedback = Feedback.EXPLICIT
+    loss = "mean_squared_error"
+
+    @property
+    def selection_metric(self) -> str:
+        """``rmse``."""
+        return "rmse"
+
+    def is_better(self, value: float, best: float | None) -> bool:
+        """Lower is better."""
+        return best is None or value < best
+
+    def epoch_examples(self, rng: np.random.Generator) -> Examples:
+        """The ratings, shuffled."""
+        train = self.dataset.train
+        assert train.rating is not None  # build_dataset requires ratings for explicit feedback
+        order = rng.permutation(len(train))
+        return train.user_index[order], train.item_index[order], train.rating[order]
+
+    @staticmethod
+    def _rmse(scorer: Scorer, split: Interactions) -> dict[str, float]:
+        assert split.rating is not None
+        predicted = scorer.score_pairs(split.user_index, split.item_index)
+        return {"rmse": evaluation.rmse(predicted, split.rating)}
+
+    def validation_metrics(self, scorer: Scorer) -> dict[str, float]:
+        """RMSE on the validation ratings."""
+        return self._rmse(scorer, self.dataset.validation)
+
+    def test_metrics(
+        self, scorer: Scorer, test_negatives: TestNegatives | None
+    ) -> dict[str, float]:
+        """RMSE on the test ratings (``test_negatives`` does not apply)."""
+        return {} if self.dataset.test is None else self._rmse(scorer, self.dataset.test)
+
+
+def objective_for(config: TrainingConfig, dataset: Dataset) -> Objective:
+    """The objective of ``config.feedback``."""
+    if Feedback(config.feedback) is Feedback.IMPLICIT:
+        return ImplicitObjective(config, dataset)
+    return ExplicitObjective(config, dataset)
