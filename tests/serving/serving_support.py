@@ -1,15 +1,22 @@
-"""Helpers for the serving tests: random model weights in the real file format, free ports.
+"""Helpers for the serving tests: random model weights in the real file format, free ports,
+and the real ``serve`` program (nginx and gunicorn) started as a process.
 
 Test modules import the fixtures below from this module by its unique name.
 """
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
+import requests
 from ncf_test_support import PROGRAMS, REPO_ROOT, free_port
 
 from ncf_contract.model_dir import (
@@ -120,3 +127,60 @@ def require_nginx() -> None:
         find_nginx()
     except ProxyUnavailableError as error:
         pytest.fail(f"{error} (.ci/run installs it with apt-get)")
+
+
+@dataclass
+class Server:
+    """A ``serve`` process, its URL and port, and its log file."""
+
+    process: subprocess.Popen[str]
+    url: str
+    port: int
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+
+def start_server(base_dir: Path, log_path: Path, port: int | None = None, **env: str) -> Server:
+    require_nginx()
+    port = port or free_port()
+    log_file = log_path.open("w")
+    process = subprocess.Popen(
+        PROGRAMS["serve"],
+        cwd=REPO_ROOT,
+        env={
+            **os.environ,
+            "SAGEMAKER_BASE_DIR": str(base_dir),
+            "SAGEMAKER_BIND_TO_PORT": str(port),
+            "SAGEMAKER_MODEL_SERVER_WORKERS": "2",
+            **env,
+        },
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    return Server(process, f"http://127.0.0.1:{port}", port, log_path)
+
+
+def wait_for_ping(server: Server, status: int = 200, timeout: float = 90) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        assert server.process.poll() is None, f"server exited:\n{server.log()}"
+        try:
+            if requests.get(f"{server.url}/ping", timeout=2).status_code == status:
+                return time.monotonic() - started
+        except requests.RequestException:  # not listening yet, or workers still booting
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"/ping never answered {status}:\n{server.log()}")
+
+
+def stop(server: Server) -> None:
+    if server.process.poll() is None:
+        server.process.send_signal(signal.SIGTERM)
+        try:
+            server.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait()
