@@ -226,7 +226,7 @@ def average_percentage_long_tail(
 def beyond_accuracy_metrics(
     lists: np.ndarray,
     popularity: np.ndarray,
-    item_vectors: np.ndarray,
+    item_vectors: np.ndarray | None,
     item_attributes: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Every metric of this module for one set of top-k lists.
@@ -234,30 +234,32 @@ def beyond_accuracy_metrics(
     Args:
         lists: ``[users, k]`` item indices, best first, seen items excluded (``-1`` empty).
         popularity: ``[num_items]`` training interactions per item.
-        item_vectors: ``[num_items, d]`` the model's item vectors (for ``ild``).
+        item_vectors: ``[num_items, d]`` the model's item vectors (for ``ild``;
+            ``None`` for a model without any: no ``ild``).
         item_attributes: ``[num_items, a]`` item attribute vectors (for
             ``ild_attributes``), if the data has any.
 
     Returns:
         ``{coverage, distributional_coverage, gini, novelty, ild, arp, aplt}``
-        and ``ild_attributes`` when attributes are given.
+        (``ild`` with item vectors) and ``ild_attributes`` when attributes are given.
 
     Raises:
         ValueError: Shapes disagree or an index lies outside the catalogue.
     """
     popularity = _popularity(popularity)
     num_items = len(popularity)
-    if len(item_vectors) != num_items:
-        raise ValueError(f"{len(item_vectors)} item vectors for {num_items} items")
     metrics = {
         COVERAGE: catalog_coverage(lists, popularity),
         DISTRIBUTIONAL_COVERAGE: distributional_coverage(lists, num_items),
         GINI: gini_index(lists, num_items),
         NOVELTY: novelty(lists, popularity),
-        ILD: intra_list_diversity(lists, item_vectors),
         ARP: average_recommendation_popularity(lists, popularity),
         APLT: average_percentage_long_tail(lists, popularity),
     }
+    if item_vectors is not None:
+        if len(item_vectors) != num_items:
+            raise ValueError(f"{len(item_vectors)} item vectors for {num_items} items")
+        metrics[ILD] = intra_list_diversity(lists, item_vectors)
     if item_attributes is not None:
         if len(item_attributes) != num_items:
             raise ValueError(f"{len(item_attributes)} item attribute rows for {num_items} items")

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from training.constraints import Constraint, parse_constraints
 from training.errors import ConfigError
 
 #: Hyperparameters SageMaker itself adds (tuning, script mode); ignored, never an error.
@@ -67,6 +68,7 @@ class TrainingConfig:
     pretrain_epochs: int = field(default=5, metadata=_int(1, 10_000))
     early_stopping_patience: int = field(default=2, metadata=_int(0, 10_000))
     validation_metric: str = field(default="hr", metadata=_choice("hr", "ndcg"))
+    validation_constraint: str | None = field(default=None, metadata=_OPTIONAL_STR)
     top_k: int = field(default=10, metadata=_int(1, 10_000))
     num_eval_negatives: int = field(default=99, metadata=_int(1, 100_000))
     full_ranking: bool = field(default=True, metadata=_BOOL)
@@ -121,11 +123,17 @@ class TrainingConfig:
                 f"hyperparameter pretrain=true applies to model_type neumf only, "
                 f"got model_type {self.model_type!r}; set model_type=neumf or pretrain=false"
             )
+        parse_constraints(self.validation_constraint)
         if self.model_type in ("mlp", "neumf") and self.mlp_layers[0] % 2:
             raise ConfigError(
                 f"hyperparameter mlp_layers must start with an even size (it is twice the MLP "
                 f"embedding size), got {list(self.mlp_layers)}"
             )
+
+    @property
+    def selection_constraints(self) -> tuple[Constraint, ...]:
+        """``validation_constraint`` parsed (``training.constraints``); empty without one."""
+        return parse_constraints(self.validation_constraint)
 
     def to_json(self) -> dict[str, Any]:
         """The configuration as plain JSON values."""

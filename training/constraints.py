@@ -17,13 +17,40 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from training import beyond_accuracy
-from training.errors import ConfigError
+from training.errors import ConfigError, UserFacingError
 
 #: Metrics a constraint may bound (``ild_attributes`` needs item attributes, which no
 #: channel provides yet).
 CONSTRAINABLE = tuple(
     name for name in beyond_accuracy.METRIC_NAMES if name != beyond_accuracy.ILD_ATTRIBUTES
 )
+
+
+class ConstraintNotMetError(UserFacingError):
+    """No epoch (or trial) met ``validation_constraint``: there is no model to publish."""
+
+    def __init__(
+        self, constraints: tuple[Constraint, ...], history: list[dict[str, float]]
+    ) -> None:
+        closest = []
+        for constraint in constraints:
+            seen = [
+                (record[constraint.metric], int(record["epoch"]))
+                for record in history
+                if constraint.metric in record
+            ]
+            if seen:
+                pick = max if constraint.operator == ">=" else min
+                value, epoch = pick(seen)
+                closest.append(f"{constraint.metric} {value:.4g} (epoch {epoch})")
+        super().__init__(
+            f"no epoch met validation_constraint {describe(constraints)}"
+            + (f"; the closest: {', '.join(closest)}" if closest else "")
+            + "; relax the bound, or train longer or differently (e.g. more regularization "
+            "spreads recommendations), or drop validation_constraint"
+        )
+
+
 _TERM = re.compile(r"^\s*([a-z_]+)\s*(>=|<=)\s*([^\s]+)\s*$")
 
 

@@ -266,7 +266,7 @@ def compare_lists(
     exclude: SeenItems,
     k: int,
     popularity: np.ndarray,
-    item_vectors: np.ndarray,
+    item_vectors: np.ndarray | None,
     item_attributes: np.ndarray | None = None,
 ) -> ListComparison:
     """Top-k lists of the model and of popularity for ``users``, and their beyond-accuracy figures.

@@ -156,6 +156,7 @@ def run(env: Environment, started: float) -> int:
         "best_epoch": fit.best_epoch,
         "validation": fit.validation,
         "test": result.test,
+        "comparison": result.comparison,
     }
     scratch_parent = env.model_dir.parent if env.model_dir.parent.is_dir() else None
     try:
@@ -185,7 +186,25 @@ def run(env: Environment, started: float) -> int:
                 "timings": timings,
             },
         )
-        report.plot_learning_curve(env.output_data_dir, fit.history, fit.best_epoch)
+        report.write_training_report(
+            env.output_data_dir,
+            {
+                "model_type": config.model_type,
+                "feedback": config.feedback,
+                "users": built.num_users,
+                "items": built.num_items,
+                "train interactions": len(built.train),
+                "best epoch": fit.best_epoch,
+                "validation_constraint": config.validation_constraint or "none",
+                "training seconds": round(timings.get("training_seconds", 0.0), 1),
+                "total seconds": round(timings["total_seconds"], 1),
+            },
+            fit.history,
+            fit.best_epoch,
+            result.comparison,
+            built.item_popularity,
+            result.recommendation_counts,
+        )
         publish_model_dir(scratch, env.model_dir)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

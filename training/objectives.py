@@ -8,7 +8,11 @@ feedback, so no other module compares the feedback kind:
   shuffled ratings for explicit feedback);
 - the validation metrics, the metric that picks the best epoch or trial, and
   which value of it is better;
-- the test metrics, computed once at the end.
+- the test metrics, computed once at the end;
+- the beyond-accuracy figures of the validation (and test) users' top-k lists
+  (``training.beyond_accuracy``): per epoch only those ``validation_constraint``
+  bounds (an epoch that misses a bound is never selected), and all of them, for
+  the model and the popularity baseline side by side, for the report.
 
 Implicit feedback is judged by HR@K and NDCG@K of each held-out item among
 sampled negatives (the NCF protocol; the negatives are drawn once with a fixed
@@ -19,6 +23,7 @@ by RMSE.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Protocol
@@ -26,9 +31,12 @@ from typing import Protocol
 import numpy as np
 
 from ncf_contract.families import Feedback, output_activation
-from training import evaluation, sampling
+from ncf_contract.seen import SeenItems
+from training import beyond_accuracy, evaluation, sampling
 from training.config import TrainingConfig
+from training.constraints import all_hold, describe
 from training.dataset import Dataset, Interactions
+from training.errors import ConfigError
 
 #: Offsets from ``seed`` for the independent random streams of evaluation.
 VALIDATION_SEED_OFFSET, TEST_SEED_OFFSET = 1, 2
@@ -37,6 +45,8 @@ FULL_RANKING_USERS = 256
 
 Examples = tuple[np.ndarray, np.ndarray, np.ndarray]
 TestNegatives = tuple[np.ndarray, np.ndarray, np.ndarray]
+#: Returns a model's ``[num_items, d]`` unit item vectors (for intra-list diversity).
+ItemVectors = Callable[[], np.ndarray]
 
 
 class Scorer(Protocol):
@@ -89,9 +99,102 @@ class Objective(ABC):
     def epoch_examples(self, rng: np.random.Generator) -> Examples:
         """One epoch of ``(users int32, items int32, targets float32)``, shuffled."""
 
+    #: Whether the popularity baseline's accuracy means something beside the model's
+    #: (a ranking does; an RMSE of interaction counts against ratings does not).
+    popularity_accuracy_comparable: bool = True
+
+    def validation_metrics(
+        self, scorer: Scorer, item_vectors: ItemVectors | None = None
+    ) -> dict[str, float]:
+        """Metrics on the validation split: accuracy, plus what ``validation_constraint`` bounds.
+
+        Args:
+            scorer: The model's scores.
+            item_vectors: The model's unit item vectors, needed only when a
+                constraint bounds ``ild``.
+
+        Raises:
+            ConfigError: A constraint bounds ``ild`` and the model has no item vectors.
+        """
+        return {**self.validation_accuracy(scorer), **self.constraint_metrics(scorer, item_vectors)}
+
     @abstractmethod
-    def validation_metrics(self, scorer: Scorer) -> dict[str, float]:
-        """Metrics on the validation split."""
+    def validation_accuracy(self, scorer: Scorer) -> dict[str, float]:
+        """The feedback kind's accuracy metrics on the validation split."""
+
+    def constraint_metrics(
+        self, scorer: Scorer, item_vectors: ItemVectors | None = None
+    ) -> dict[str, float]:
+        """The metrics ``validation_constraint`` bounds, on the validation users' top-k lists."""
+        names = {constraint.metric for constraint in self.config.selection_constraints}
+        if not names:
+            return {}
+        vectors = None
+        if beyond_accuracy.ILD in names:
+            if item_vectors is None:
+                raise ConfigError(
+                    f"validation_constraint bounds {beyond_accuracy.ILD}, but model_type "
+                    f"{self.config.model_type} has no item vectors to measure it on"
+                )
+            vectors = item_vectors()
+        lists = evaluation.top_k_lists(
+            scorer.score_all_items,
+            self.validation_users,
+            self.dataset.train_seen,
+            self.config.top_k,
+            FULL_RANKING_USERS,
+        )
+        metrics = beyond_accuracy.beyond_accuracy_metrics(
+            lists, self.dataset.item_popularity, vectors
+        )
+        return {name: metrics[name] for name in sorted(names)}
+
+    def meets_constraints(self, metrics: Mapping[str, float]) -> bool:
+        """Whether ``metrics`` (an epoch's or a trial's validation metrics) meet every bound."""
+        return all_hold(self.config.selection_constraints, metrics)
+
+    def constraints_text(self) -> str:
+        """``validation_constraint`` as parsed (for messages)."""
+        return describe(self.config.selection_constraints)
+
+    @cached_property
+    def validation_users(self) -> np.ndarray:
+        """The distinct users of the validation split."""
+        return np.unique(self.dataset.validation.user_index)
+
+    @cached_property
+    def known_before_test(self) -> SeenItems:
+        """Each user's train and validation items: excluded from test users' top-k lists."""
+        train, validation = self.dataset.train, self.dataset.validation
+        return SeenItems.from_pairs(
+            np.concatenate([train.user_index, validation.user_index]),
+            np.concatenate([train.item_index, validation.item_index]),
+            self.dataset.num_users,
+            self.dataset.num_items,
+        )
+
+    def list_comparison(
+        self, scorer: Scorer, item_vectors: np.ndarray | None, split: str
+    ) -> evaluation.ListComparison | None:
+        """Beyond-accuracy figures of the model's and popularity's top-k lists on ``split``.
+
+        ``split`` is ``"validation"`` (lists exclude training items) or ``"test"``
+        (lists exclude training and validation items); ``None`` without a test split.
+        """
+        if split == "validation":
+            users, exclude = self.validation_users, self.dataset.train_seen
+        elif self.dataset.test is not None:
+            users, exclude = self.dataset.test.user_index, self.known_before_test
+        else:
+            return None
+        return evaluation.compare_lists(
+            scorer.score_all_items,
+            users,
+            exclude,
+            self.config.top_k,
+            self.dataset.item_popularity,
+            item_vectors,
+        )
 
     @abstractmethod
     def test_metrics(
@@ -155,7 +258,7 @@ class ImplicitObjective(Objective):
         )
         return {name: float(value) for name, value in metrics.items()}
 
-    def validation_metrics(self, scorer: Scorer) -> dict[str, float]:
+    def validation_accuracy(self, scorer: Scorer) -> dict[str, float]:
         """Sampled HR@K and NDCG@K of the validation items."""
         return self._ranking(scorer, self.validation_task)
 
@@ -188,6 +291,7 @@ class ExplicitObjective(Objective):
 
     feedback = Feedback.EXPLICIT
     loss = "mean_squared_error"
+    popularity_accuracy_comparable = False
 
     @property
     def selection_metric(self) -> str:
@@ -211,7 +315,7 @@ class ExplicitObjective(Objective):
         predicted = scorer.score_pairs(split.user_index, split.item_index)
         return {"rmse": evaluation.rmse(predicted, split.rating)}
 
-    def validation_metrics(self, scorer: Scorer) -> dict[str, float]:
+    def validation_accuracy(self, scorer: Scorer) -> dict[str, float]:
         """RMSE on the validation ratings."""
         return self._rmse(scorer, self.dataset.validation)
 

@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from training import beyond_accuracy
+
 METRICS_FILE = "metrics.json"
 LEARNING_CURVE_FILE = "learning_curve.png"
 POPULARITY_BIAS_FILE = "popularity_bias.png"
@@ -82,26 +84,37 @@ def _save(figure: Any, path: Path) -> Path:
 
 
 def plot_learning_curve(output_dir: Path, history: list[dict[str, float]], best_epoch: int) -> Path:
-    """Plot training loss and every validation metric per epoch; returns the PNG's path."""
+    """Plot training loss and every validation metric per epoch; returns the PNG's path.
+
+    Beyond-accuracy metrics in the history (those a ``validation_constraint``
+    bounds) get a panel of their own, beside the accuracy metrics.
+    """
     plt = _pyplot()
     epochs = [record["epoch"] for record in history]
-    metric_names = [
+    names = [
         name
         for name in (history[0] if history else {})
         if name not in ("epoch", "train_loss", "epoch_seconds")
     ]
-    figure, (loss_axis, metric_axis) = plt.subplots(1, 2, figsize=(10, 4))
+    panels = {
+        "validation": [name for name in names if name not in beyond_accuracy.METRIC_NAMES],
+        "validation, beyond accuracy": [
+            name for name in names if name in beyond_accuracy.METRIC_NAMES
+        ],
+    }
+    panels = {title: metrics for title, metrics in panels.items() if metrics}
+    figure, axes = plt.subplots(1, 1 + len(panels), figsize=(5 * (1 + len(panels)), 4))
+    loss_axis, *metric_axes = np.atleast_1d(axes)
     loss_axis.plot(epochs, [record["train_loss"] for record in history], marker="o")
     loss_axis.set(title="training loss", xlabel="epoch", ylabel="loss")
-    for name in metric_names:
-        metric_axis.plot(epochs, [record[name] for record in history], marker="o", label=name)
-    if best_epoch:
-        metric_axis.axvline(
-            best_epoch, color="grey", linestyle="--", label=f"best epoch {best_epoch}"
-        )
-    metric_axis.set(title="validation", xlabel="epoch")
-    metric_axis.legend()
-    for axis in (loss_axis, metric_axis):
+    for axis, (title, metrics) in zip(metric_axes, panels.items(), strict=True):
+        for name in metrics:
+            axis.plot(epochs, [record[name] for record in history], marker="o", label=name)
+        if best_epoch:
+            axis.axvline(best_epoch, color="grey", linestyle="--", label=f"best epoch {best_epoch}")
+        axis.set(title=title, xlabel="epoch")
+        axis.legend()
+    for axis in (loss_axis, *metric_axes):
         axis.grid(alpha=0.3)
     return _save(figure, output_dir / LEARNING_CURVE_FILE)
 
@@ -275,3 +288,60 @@ def write_html_report(
     path = output_dir / HTML_REPORT_FILE
     path.write_text(page, encoding="utf-8")
     return path
+
+
+def write_training_report(
+    output_dir: Path,
+    summary: Mapping[str, Any],
+    history: list[dict[str, float]],
+    best_epoch: int,
+    comparison: Mapping[str, Mapping[str, Mapping[str, float]]],
+    popularity: np.ndarray,
+    recommendation_counts: Mapping[str, Mapping[str, np.ndarray]],
+    trials: Sequence[Mapping[str, Any]] = (),
+    trial_metric: str = "",
+    maximize: bool = True,
+) -> Path:
+    """Every figure as a PNG, then ``report.html`` around them; returns the page's path.
+
+    Args:
+        output_dir: ``output/data``.
+        summary: Facts for the top of the page.
+        history: Per-epoch records (the learning curves).
+        best_epoch: The selected epoch (0: none).
+        comparison: ``{split: {system: {metric: value}}}`` (the table).
+        popularity: ``[num_items]`` training interactions per item.
+        recommendation_counts: ``{split: {system: counts}}``; the popularity-bias plot
+            shows the test split's lists when there is one, else validation's.
+        trials: Search trials (``number``, ``value``), if a search ran.
+        trial_metric: The search objective's name.
+        maximize: Whether a higher search objective is better.
+    """
+    figures = [
+        Figure(
+            "Learning curves",
+            plot_learning_curve(output_dir, history, best_epoch),
+            "Training loss and validation metrics per epoch; the dashed line marks the "
+            "selected epoch.",
+        )
+    ]
+    split = "test" if "test" in recommendation_counts else "validation"
+    if split in recommendation_counts:
+        figures.append(
+            Figure(
+                "Popularity bias",
+                plot_popularity_bias(output_dir, popularity, recommendation_counts[split]),
+                f"How often each item is in the {split} users' top-k lists against its "
+                "training interactions (log-log; items with a zero on either axis are left "
+                "out). A popularity-biased model's points climb with popularity.",
+            )
+        )
+    if trials:
+        figures.append(
+            Figure(
+                "Search trials",
+                plot_trials(output_dir, trials, trial_metric, maximize),
+                "Each trial's validation objective and the best so far.",
+            )
+        )
+    return write_html_report(output_dir, "Training report", summary, comparison, figures)

@@ -64,6 +64,7 @@ class TrainingState:
         is_better: Callable[[float, float | None], bool],
         weights: Callable[[], list[np.ndarray]],
         patience: int,
+        eligible: bool = True,
     ) -> None:
         """Add one completed epoch; keep its weights if ``value`` is the best so far.
 
@@ -73,11 +74,14 @@ class TrainingState:
             is_better: ``is_better(value, best)`` of the objective.
             weights: Returns the model's current weights (called only on improvement).
             patience: Epochs without improvement before early stopping (0: never).
+            eligible: Whether the epoch meets the selection constraints
+                (``validation_constraint``); an ineligible epoch is never the best,
+                however good ``value``, and counts as an epoch without improvement.
         """
         epoch = int(record["epoch"])
         self.epoch = epoch
         self.history.append(record)
-        if is_better(value, self.best_value):
+        if eligible and is_better(value, self.best_value):
             self.best_value, self.best_epoch, self.epochs_without_gain = value, epoch, 0
             self.best_weights = [np.array(w) for w in weights()]
         else:

@@ -105,3 +105,27 @@ def test_model_beats_popularity(trained) -> None:
         hits.append(np.count_nonzero(scores > scores[target]) < 10)
     popularity_hr = float(np.mean(hits))
     assert report["test"]["full_hr"] > popularity_hr + 0.05, (report["test"], popularity_hr)
+    # The report's own popularity baseline is the same computation.
+    assert report["comparison"]["test"]["popularity"]["full_hr"] == pytest.approx(popularity_hr)
+
+
+def test_report_sets_beyond_accuracy_beside_popularity(trained) -> None:
+    layout, _, _, _ = trained
+    report = json.loads((layout.output_data_dir / "metrics.json").read_text())
+    beyond = {"coverage", "distributional_coverage", "gini", "novelty", "ild", "arp", "aplt"}
+    for split, accuracy in (("validation", {"hr", "ndcg"}), ("test", {"hr", "full_hr"})):
+        model, popularity = (report["comparison"][split][s] for s in ("model", "popularity"))
+        assert accuracy | beyond <= set(model) and accuracy | beyond <= set(popularity)
+        # Popularity gives nearly everyone the same few items: less coverage, more Gini.
+        assert model["coverage"] > popularity["coverage"]
+        assert model["gini"] < popularity["gini"]
+        assert model["arp"] < popularity["arp"]
+    assert report["comparison"]["test"]["model"]["hr"] == report["test"]["hr"]
+    assert report["timings"]["beyond_accuracy_seconds"] > 0
+    page = (layout.output_data_dir / "report.html").read_text()
+    for title, png in (
+        ("Learning curves", "learning_curve.png"),
+        ("Popularity bias", "popularity_bias.png"),
+    ):
+        assert f"<h2>{title}</h2>" in page and f"<code>{png}</code>" in page
+        assert (layout.output_data_dir / png).read_bytes().startswith(b"\x89PNG")

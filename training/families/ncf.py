@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from ncf_contract.metric_lines import format_metric_line
 from ncf_contract.model_dir import SAVED_MODEL_DIR
+from ncf_contract.ranking import unit_item_vectors
 from training.config import TrainingConfig
 from training.errors import TrainingDivergedError
 from training.families.base import FitContext, FitResult, FittedModel
@@ -271,7 +272,9 @@ class NcfFamily:
                     f"{state.epoch} is where the next job resumes"
                 )
                 return FitResult(model=None, history=state.history, timings=timings, stopped=True)
-            validation = objective.validation_metrics(scorer)
+            validation = objective.validation_metrics(
+                scorer, lambda: unit_item_vectors(model.export_weights())
+            )
             timings["validation"] += time.perf_counter() - fitted
             record = {
                 "epoch": epoch,
@@ -286,6 +289,7 @@ class NcfFamily:
                 objective.is_better,
                 model.get_weights,
                 config.early_stopping_patience,
+                eligible=objective.meets_constraints(validation),
             )
             context.emit(
                 format_metric_line(
