@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ncf_contract.families import GMF_TOWER_FAMILIES, MLP_TOWER_FAMILIES
 from ncf_contract.model_dir import ModelArtifacts
 from ncf_contract.ranking import unit_item_vectors
 
@@ -115,8 +116,8 @@ class NcfScorer:
         weights = artifacts.weights
         output_kernel = _f32(np.asarray(weights["output_kernel"]).reshape(-1))
         output_bias = float(np.asarray(weights["output_bias"]).reshape(-1)[0])
-        use_gmf = meta.model_type in ("gmf", "neumf")
-        use_mlp = meta.model_type in ("mlp", "neumf")
+        use_gmf = meta.model_type in GMF_TOWER_FAMILIES
+        use_mlp = meta.model_type in MLP_TOWER_FAMILIES
 
         gmf_user_scaled = gmf_item = None
         gmf_dim = 0

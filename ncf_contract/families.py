@@ -19,13 +19,16 @@ class Feedback(StrEnum):
 
 #: Neural collaborative filtering (He et al. 2017), trained by gradient descent in Keras.
 NCF_FAMILIES: tuple[str, ...] = ("gmf", "mlp", "neumf")
+#: A dot product of id embeddings plus item / user attribute embeddings (Keras;
+#: ``training.families.hybrid``); it exports GMF-shaped vectors plus ``item_bias``.
+HYBRID = "hybrid"
 #: Every family a model directory can hold.
-MODEL_FAMILIES: tuple[str, ...] = NCF_FAMILIES
+MODEL_FAMILIES: tuple[str, ...] = (*NCF_FAMILIES, HYBRID)
 #: The default ``model_type``.
 DEFAULT_FAMILY = "gmf"
 
 #: Families with a GMF tower / an MLP tower.
-GMF_TOWER_FAMILIES: tuple[str, ...] = ("gmf", "neumf")
+GMF_TOWER_FAMILIES: tuple[str, ...] = ("gmf", "neumf", HYBRID)
 MLP_TOWER_FAMILIES: tuple[str, ...] = ("mlp", "neumf")
 
 #: Output activations a model directory may declare.

@@ -21,7 +21,21 @@ Layout of a model directory::
       saved_model/      a TensorFlow SavedModel (TF Serving can load it) whose
                         ``serving_default`` signature takes ``user_index`` and
                         ``item_index`` (int64, ``[batch]``) and returns
-                        ``score`` (float32, ``[batch]``)
+                        ``score`` (float32, ``[batch]``); GMF / MLP / NeuMF only
+
+    With the ``items`` / ``users`` channels (any family; ``ncf_contract.attributes``):
+
+      attributes.json   ``{"items": schema, "users": schema}`` (either may be
+                        absent): each attribute column's kind and feature block
+      item_features.npz the items' feature matrix (scipy.sparse CSR,
+                        ``[num_items, item features]`` float32): the model's
+                        input, and what request filters match values against
+      content.npz       unit TF-IDF rows of each item's categorical, multi-valued
+                        and text attributes (scipy.sparse CSR, ``[num_items,
+                        terms]`` float32): content-based similar items
+
+    ``items.parquet`` has a ``trending`` column (int64, interactions within the
+    last ``trending_window`` days of ``train``) when that hyperparameter is set.
 
 The arithmetic the weights encode (``u`` a user index, ``i`` an item index;
 ``ncf_contract.reference_scoring`` evaluates it plainly)::
@@ -32,6 +46,17 @@ The arithmetic the weights encode (``u`` a user index, ``i`` an item index;
     h      = gmf (GMF) | x_L (MLP) | concat(gmf, x_L) (NeuMF)
     logit  = h @ output_kernel[:, 0] + output_bias[0]
     score  = sigmoid(logit) if output_activation == "sigmoid" else logit
+
+The hybrid (``model_type`` ``hybrid``, ``training.families.hybrid``) is GMF with
+precomputed vectors: ``gmf_user_embedding`` / ``gmf_item_embedding`` already
+include the attribute embeddings, ``output_kernel`` is all ones, and its
+``item_bias`` ``[num_items]`` is added to the logit::
+
+    logit  = gmf_user_embedding[u] . gmf_item_embedding[i] + item_bias[i] + output_bias[0]
+
+A user unknown to the model but with attributes ``y`` (encoded as in
+``ncf_contract.attributes``) has the vector ``y @ user_feature_embedding``
+(``[user features, d]``, present when the ``users`` channel was given).
 
 Write with ``save_model_dir`` into a scratch directory and move it into place
 with ``publish_model_dir``, so a failed job never leaves a half-written model.
@@ -49,9 +74,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
+from ncf_contract.attributes import AttributeSchema
 from ncf_contract.families import (
     GMF_TOWER_FAMILIES,
+    HYBRID,
     MLP_TOWER_FAMILIES,
     MODEL_FAMILIES,
     OUTPUT_ACTIVATIONS,
@@ -66,11 +94,15 @@ USERS_FILE = "users.parquet"
 ITEMS_FILE = "items.parquet"
 SEEN_FILE = "seen.npz"
 SAVED_MODEL_DIR = "saved_model"
+ATTRIBUTES_FILE = "attributes.json"
+ITEM_FEATURES_FILE = "item_features.npz"
+CONTENT_FILE = "content.npz"
 
 #: Weight arrays every model type must provide (MLP kernels are numbered).
 GMF_WEIGHTS = ("gmf_user_embedding", "gmf_item_embedding")
 MLP_WEIGHTS = ("mlp_user_embedding", "mlp_item_embedding")
 OUTPUT_WEIGHTS = ("output_kernel", "output_bias")
+HYBRID_WEIGHTS = ("item_bias",)
 
 
 class ArtifactError(Exception):
@@ -117,6 +149,10 @@ class ModelArtifacts:
         item_ids: ``[num_items]`` raw item ids (strings); position = index.
         item_popularity: ``[num_items]`` int64 training interaction counts.
         seen: The items each user interacted with (``num_users`` rows).
+        item_attributes, user_attributes: The attribute schemas, if any.
+        item_features: ``[num_items, item features]`` CSR, with ``item_attributes``.
+        content: ``[num_items, terms]`` CSR of unit TF-IDF rows, with ``item_attributes``.
+        item_trending: ``[num_items]`` int64 recent interaction counts, if any.
     """
 
     metadata: ModelMetadata
@@ -125,6 +161,11 @@ class ModelArtifacts:
     item_ids: np.ndarray
     item_popularity: np.ndarray
     seen: SeenItems
+    item_attributes: AttributeSchema | None = None
+    user_attributes: AttributeSchema | None = None
+    item_features: sp.csr_matrix | None = None
+    content: sp.csr_matrix | None = None
+    item_trending: np.ndarray | None = None
 
     @property
     def num_users(self) -> int:
@@ -180,10 +221,49 @@ class ModelArtifacts:
             )
         if len(self.item_popularity) != self.num_items:
             raise ArtifactError("item popularity and item vocabulary differ in length")
+        if self.item_trending is not None and len(self.item_trending) != self.num_items:
+            raise ArtifactError("item trending counts and item vocabulary differ in length")
+        self._validate_attributes()
         if self.seen.num_users != self.num_users or self.seen.num_items != self.num_items:
             raise ArtifactError(
                 f"{SEEN_FILE} is {self.seen.num_users} users x {self.seen.num_items} items; "
                 f"expected {self.num_users} x {self.num_items}"
+            )
+
+    def _validate_attributes(self) -> None:
+        if "item_bias" in self.weights and len(self.weights["item_bias"]) != self.num_items:
+            raise ArtifactError(
+                f"item_bias has {len(self.weights['item_bias'])} rows but {ITEMS_FILE} has "
+                f"{self.num_items} items"
+            )
+        if (self.item_features is None) != (self.item_attributes is None):
+            raise ArtifactError(
+                f"{ITEM_FEATURES_FILE} and the items of {ATTRIBUTES_FILE} go together"
+            )
+        for name, matrix in (
+            (ITEM_FEATURES_FILE, self.item_features),
+            (CONTENT_FILE, self.content),
+        ):
+            if matrix is not None and matrix.shape[0] != self.num_items:
+                raise ArtifactError(
+                    f"{name} has {matrix.shape[0]} rows, expected {self.num_items} (one per item)"
+                )
+        if (
+            self.item_features is not None
+            and self.item_attributes is not None
+            and self.item_features.shape[1] != self.item_attributes.num_features
+        ):
+            raise ArtifactError(
+                f"{ITEM_FEATURES_FILE} has {self.item_features.shape[1]} columns but "
+                f"{ATTRIBUTES_FILE} describes {self.item_attributes.num_features} item features"
+            )
+        table = self.weights.get("user_feature_embedding")
+        if table is not None and (
+            self.user_attributes is None or table.shape[0] != self.user_attributes.num_features
+        ):
+            raise ArtifactError(
+                f"user_feature_embedding has {table.shape[0]} rows but {ATTRIBUTES_FILE} "
+                "describes a different number of user features"
             )
 
 
@@ -192,6 +272,8 @@ def required_weight_names(metadata: ModelMetadata) -> list[str]:
     names: list[str] = list(OUTPUT_WEIGHTS)
     if metadata.model_type in GMF_TOWER_FAMILIES:
         names += GMF_WEIGHTS
+    if metadata.model_type == HYBRID:
+        names += HYBRID_WEIGHTS
     if metadata.model_type in MLP_TOWER_FAMILIES:
         names += MLP_WEIGHTS
         for layer in range(metadata.num_mlp_layers):
@@ -219,12 +301,31 @@ def save_model_dir(directory: Path, artifacts: ModelArtifacts) -> None:
     pd.DataFrame({"user_id": artifacts.user_ids.astype(str)}).to_parquet(
         directory / USERS_FILE, index=False
     )
-    pd.DataFrame(
+    items = pd.DataFrame(
         {
             "item_id": artifacts.item_ids.astype(str),
             "popularity": artifacts.item_popularity.astype(np.int64),
         }
-    ).to_parquet(directory / ITEMS_FILE, index=False)
+    )
+    if artifacts.item_trending is not None:
+        items["trending"] = artifacts.item_trending.astype(np.int64)
+    items.to_parquet(directory / ITEMS_FILE, index=False)
+    schemas = {
+        side: schema.to_json()
+        for side, schema in (
+            ("items", artifacts.item_attributes),
+            ("users", artifacts.user_attributes),
+        )
+        if schema is not None
+    }
+    if schemas:
+        (directory / ATTRIBUTES_FILE).write_text(json.dumps(schemas, ensure_ascii=False) + "\n")
+    for name, matrix in (
+        (ITEM_FEATURES_FILE, artifacts.item_features),
+        (CONTENT_FILE, artifacts.content),
+    ):
+        if matrix is not None:
+            sp.save_npz(directory / name, sp.csr_matrix(matrix, dtype=np.float32))
     np.savez(
         directory / SEEN_FILE,
         indptr=artifacts.seen.indptr.astype(np.int64),
@@ -265,6 +366,12 @@ def load_model_dir(directory: Path) -> ModelArtifacts:
         user_ids = users["user_id"].to_numpy(dtype=object).astype(str)
         item_ids = items["item_id"].to_numpy(dtype=object).astype(str)
         item_popularity = items["popularity"].to_numpy(dtype=np.int64)
+        item_trending = (
+            items["trending"].to_numpy(dtype=np.int64) if "trending" in items.columns else None
+        )
+        optional = _load_attribute_files(directory)
+    except ArtifactError:
+        raise
     except Exception as error:  # corrupt zip, parquet or missing column
         raise ArtifactError(f"a model file in {directory} is unreadable: {error!r}") from error
     try:
@@ -278,9 +385,30 @@ def load_model_dir(directory: Path) -> ModelArtifacts:
         item_ids=item_ids,
         item_popularity=item_popularity,
         seen=seen,
+        item_trending=item_trending,
+        **optional,
     )
     artifacts.validate()
     return artifacts
+
+
+def _load_attribute_files(directory: Path) -> dict[str, Any]:
+    """The optional attribute files: attributes.json, item_features.npz, content.npz."""
+    if not (directory / ATTRIBUTES_FILE).is_file():
+        return {}
+    try:
+        schemas = json.loads((directory / ATTRIBUTES_FILE).read_text())
+        loaded: dict[str, Any] = {
+            f"{side[:-1]}_attributes": AttributeSchema.from_json(schemas[side])
+            for side in ("items", "users")
+            if side in schemas
+        }
+    except (ValueError, TypeError, KeyError) as error:
+        raise ArtifactError(f"{directory / ATTRIBUTES_FILE} is not valid: {error}") from error
+    for key, name in (("item_features", ITEM_FEATURES_FILE), ("content", CONTENT_FILE)):
+        if (directory / name).is_file():
+            loaded[key] = sp.csr_matrix(sp.load_npz(directory / name), dtype=np.float32)
+    return loaded
 
 
 def publish_model_dir(scratch: Path, model_dir: Path) -> None:

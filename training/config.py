@@ -8,6 +8,8 @@ allowed, so the job's FailureReason tells the user what to change.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
@@ -37,6 +39,13 @@ _STR: dict[str, Any] = {"kind": "str"}
 _OPTIONAL_STR: dict[str, Any] = {"kind": "optional_str"}
 _OPTIONAL_FLOAT: dict[str, Any] = {"kind": "optional_float"}
 _LAYERS: dict[str, Any] = {"kind": "layers"}
+_OPTIONAL_NAMES: dict[str, Any] = {"kind": "optional_names"}
+_ATTRIBUTE_KINDS: dict[str, Any] = {"kind": "attribute_kinds"}
+_OPTIONAL_POSITIVE: dict[str, Any] = {"kind": "optional_float", "low": 0.0, "low_open": True}
+
+#: The kinds of attribute column (see ``training.attributes``); the values of
+#: ``item_attribute_kinds`` / ``user_attribute_kinds``.
+ATTRIBUTE_KINDS = ("categorical", "multi", "numeric", "text")
 
 
 @dataclass(frozen=True)
@@ -51,7 +60,7 @@ class TrainingConfig:
     See the README's hyperparameter table for what each one means.
     """
 
-    model_type: str = field(default="gmf", metadata=_choice("gmf", "mlp", "neumf"))
+    model_type: str = field(default="gmf", metadata=_choice("gmf", "mlp", "neumf", "hybrid"))
     feedback: str = field(default="implicit", metadata=_choice("implicit", "explicit"))
     epochs: int = field(default=10, metadata=_int(1, 10_000))
     batch_size: int = field(default=2048, metadata=_int(1, 1 << 20))
@@ -82,6 +91,21 @@ class TrainingConfig:
     validation_uri: str | None = field(default=None, metadata=_OPTIONAL_STR)
     test_uri: str | None = field(default=None, metadata=_OPTIONAL_STR)
     test_negatives_uri: str | None = field(default=None, metadata=_OPTIONAL_STR)
+    # Attribute channels ``items`` and ``users`` (training.attributes).
+    items_uri: str | None = field(default=None, metadata=_OPTIONAL_STR)
+    users_uri: str | None = field(default=None, metadata=_OPTIONAL_STR)
+    item_columns: tuple[str, ...] | None = field(default=None, metadata=_OPTIONAL_NAMES)
+    user_columns: tuple[str, ...] | None = field(default=None, metadata=_OPTIONAL_NAMES)
+    item_attribute_kinds: dict[str, str] = field(default_factory=dict, metadata=_ATTRIBUTE_KINDS)
+    user_attribute_kinds: dict[str, str] = field(default_factory=dict, metadata=_ATTRIBUTE_KINDS)
+    attribute_separator: str = field(default="|", metadata=_STR)
+    attribute_delimiter: str | None = field(default=None, metadata=_OPTIONAL_STR)
+    attribute_encoding: str = field(default="utf-8", metadata=_STR)
+    attribute_min_filled: float = field(default=0.5, metadata=_float(0.0, 1.0))
+    text_max_features: int = field(default=5000, metadata=_int(1, 1 << 22))
+    # Time (training.recency): half-life and window in days of unix-second timestamps.
+    recency_half_life: float | None = field(default=None, metadata=_OPTIONAL_POSITIVE)
+    trending_window: float | None = field(default=None, metadata=_OPTIONAL_POSITIVE)
 
     @classmethod
     def from_hyperparameters(cls, hyperparameters: Mapping[str, Any]) -> TrainingConfig:
@@ -138,7 +162,9 @@ class TrainingConfig:
     def to_json(self) -> dict[str, Any]:
         """The configuration as plain JSON values."""
         values = asdict(self)
-        values["mlp_layers"] = list(self.mlp_layers)
+        for name in ("mlp_layers", "item_columns", "user_columns"):
+            if values[name] is not None:
+                values[name] = list(values[name])
         return values
 
 
@@ -176,6 +202,8 @@ def _convert(name: str, value: Any, spec: Mapping[str, Any]) -> Any:  # noqa: PL
     if kind in ("float", "optional_float"):
         if value is None and kind == "optional_float":
             return None
+        if isinstance(value, str) and kind == "optional_float" and value.lower() == "none":
+            return None
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise _bad(name, value, "a number")
         if not math.isfinite(value):
@@ -187,6 +215,8 @@ def _convert(name: str, value: Any, spec: Mapping[str, Any]) -> Any:  # noqa: PL
         if high is not None and value > high:
             raise _bad(name, value, f"a number ≤ {high}")
         return float(value)
+    if kind in ("optional_names", "attribute_kinds"):
+        return _convert_attribute_setting(name, value, kind)
     if kind == "layers":
         if isinstance(value, int) and not isinstance(value, bool):
             value = [value]
@@ -202,4 +232,36 @@ def _convert(name: str, value: Any, spec: Mapping[str, Any]) -> Any:  # noqa: PL
         ):
             raise _bad(name, value, "a list of positive integers, e.g. [64, 32, 16]")
         return tuple(value)
+    raise AssertionError(f"unknown spec kind {kind}")
+
+
+def _convert_attribute_setting(name: str, value: Any, kind: str) -> Any:
+    """``item_columns`` / ``user_columns`` and ``*_attribute_kinds`` values."""
+    if kind == "optional_names":
+        if value is None:
+            return None
+        if isinstance(value, str):  # "item_id,title,genres" as a convenience
+            value = [part.strip() for part in value.split(",")]
+        if (
+            not isinstance(value, list)
+            or not value
+            or not all(isinstance(v, str) and v for v in value)
+            or len(set(value)) != len(value)
+        ):
+            raise _bad(name, value, 'a list of distinct column names, e.g. ["item_id", "title"]')
+        return tuple(value)
+    if kind == "attribute_kinds":
+        if isinstance(value, str):  # JSON text, as SageMaker passes every hyperparameter
+            with contextlib.suppress(ValueError):
+                value = json.loads(value)
+        if not isinstance(value, dict) or not all(
+            isinstance(column, str) and kind_ in ATTRIBUTE_KINDS for column, kind_ in value.items()
+        ):
+            raise _bad(
+                name,
+                value,
+                f"an object of column name to one of {', '.join(ATTRIBUTE_KINDS)}, "
+                'e.g. {"title": "text"}',
+            )
+        return dict(value)
     raise AssertionError(f"unknown spec kind {kind}")

@@ -11,6 +11,12 @@ Accepted files (a channel may hold many, in nested folders; anything else, e.g.
 SageMaker's manifest or ``.crc`` files, is ignored): ``*.csv``, ``*.tsv``,
 ``*.csv.gz``, ``*.tsv.gz``, ``*.parquet``. CSV and TSV files have a header row.
 All work is vectorised (pandas / pyarrow); there is no Python loop over rows.
+
+The attribute channels ``items`` and ``users`` (:func:`read_attributes`) are
+read by the same code, with a :class:`TextFormat` from the hyperparameters:
+also ``*.dat`` / ``*.txt`` (optionally gzipped), a field delimiter
+(``attribute_delimiter``), column names for header-less files
+(``item_columns`` / ``user_columns``) and an encoding (``attribute_encoding``).
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ COLUMN_HYPERPARAMETERS = {
 }
 
 INTERACTION_SUFFIXES = (".csv", ".tsv", ".csv.gz", ".tsv.gz", ".parquet")
+#: Attribute tables are often exported as ``.dat`` / ``.txt`` (MovieLens' ``movies.dat``).
+ATTRIBUTE_SUFFIXES = (*INTERACTION_SUFFIXES, ".dat", ".dat.gz", ".txt", ".txt.gz")
 #: ``test_negatives`` also accepts the NCF paper's ``*.test.negative`` files (and plain text).
 NEGATIVES_SUFFIXES = (*INTERACTION_SUFFIXES, ".negative", ".negative.gz", ".txt", ".txt.gz")
 
@@ -57,6 +65,24 @@ class ColumnNames:
     item: str = ITEM
     rating: str = RATING
     timestamp: str = TIMESTAMP
+
+
+@dataclass(frozen=True)
+class TextFormat:
+    """How delimited text files are laid out (Parquet ignores all but nothing of it).
+
+    Attributes:
+        delimiter: The field delimiter; ``None``: a tab for ``*.tsv``, else a comma.
+        names: Column names for files without a header row; ``None``: the first row.
+        encoding: The text encoding.
+        hyperparameters: The hyperparameters that set ``delimiter``, ``names`` and
+            ``encoding``, named in error messages.
+    """
+
+    delimiter: str | None = None
+    names: tuple[str, ...] | None = None
+    encoding: str = "utf-8"
+    hyperparameters: tuple[str, str, str] = ("", "", "")
 
 
 # --------------------------------------------------------------------------- sources
@@ -163,28 +189,47 @@ def list_sources(location: str | Path, channel: str, suffixes: tuple[str, ...]) 
 # --------------------------------------------------------------------------- parsing
 
 
-def _read_table(source: _Source, string_columns: list[str]) -> pd.DataFrame:
-    """Read one file; ``string_columns`` are read as text where present."""
+def _read_table(
+    source: _Source, string_columns: list[str] | None, text_format: TextFormat | None = None
+) -> pd.DataFrame:
+    """Read one file; ``string_columns`` (``None``: every column) are read as text where present."""
     name = source.name.lower()
+    text_format = text_format or TextFormat()
     try:
         handle = source.open_bytes()
         if name.endswith(".parquet"):
             return pd.read_parquet(handle)
-        separator = "\t" if name.endswith((".tsv", ".tsv.gz")) else ","
+        separator = text_format.delimiter or ("\t" if name.endswith((".tsv", ".tsv.gz")) else ",")
         compression = "gzip" if name.endswith(".gz") else None
         return pd.read_csv(
             handle,
             sep=separator,
             compression=compression,
-            dtype=dict.fromkeys(string_columns, str),
+            header=None if text_format.names else "infer",
+            names=list(text_format.names) if text_format.names else None,
+            encoding=text_format.encoding,
+            dtype=str if string_columns is None else dict.fromkeys(string_columns, str),
             keep_default_na=False,
-            na_values={column: [""] for column in string_columns},
+            na_values=[""] if string_columns is None else {c: [""] for c in string_columns},
             skipinitialspace=True,
+            engine="c" if len(separator) == 1 else "python",
         )
     except DataError:
         raise
     except pd.errors.EmptyDataError:
         return pd.DataFrame()
+    except UnicodeDecodeError as error:
+        setting = text_format.hyperparameters[2] or "the encoding"
+        raise DataError(
+            f"cannot read {source.name}: its bytes are not valid {text_format.encoding} "
+            f"({error.reason}); set the hyperparameter {setting} to the "
+            "file's encoding (e.g. latin-1)"
+        ) from error
+    except LookupError as error:  # an unknown codec name
+        setting = text_format.hyperparameters[2] or "the encoding"
+        raise DataError(
+            f"{setting}={text_format.encoding!r} is not an encoding: {error}"
+        ) from error
     except Exception as error:
         raise DataError(f"cannot read {source.name}: {type(error).__name__}: {error}") from error
 
@@ -269,6 +314,18 @@ def _numeric(
     return converted
 
 
+def _check_ids_filled(ids: pd.Series, role: str, column: str, channel: str, where: str) -> None:
+    """Raise a DataError naming the first rows whose id is empty or NaN."""
+    empty = (ids.isna() | (ids.str.strip().str.len() == 0)).to_numpy()
+    if empty.any():
+        rows = np.flatnonzero(empty)[:_EXAMPLES].tolist()
+        raise DataError(
+            f"channel {channel!r}: {int(empty.sum())} rows have an empty or NaN {role} id "
+            f"(column {column!r}, first rows {rows} counting from 0) in {where}; "
+            "drop or fill those rows"
+        )
+
+
 def read_interactions(location: str | Path, columns: ColumnNames, channel: str) -> pd.DataFrame:
     """Read every interaction file of a channel into one normalised frame.
 
@@ -330,15 +387,7 @@ def read_interactions(location: str | Path, columns: ColumnNames, channel: str) 
     frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
     where = str(location)
     for column, role in ((USER, "user"), (ITEM, "item")):
-        ids = frame[column]
-        empty = (ids.isna() | (ids.str.strip().str.len() == 0)).to_numpy()
-        if empty.any():
-            rows = np.flatnonzero(empty)[:_EXAMPLES].tolist()
-            raise DataError(
-                f"channel {channel!r}: {int(empty.sum())} rows have an empty or NaN {role} id "
-                f"(column {wanted[column]!r}, first rows {rows} counting from 0) in {where}; "
-                "drop or fill those rows"
-            )
+        _check_ids_filled(frame[column], role, wanted[column], channel, where)
     if RATING in frame.columns:
         frame[RATING] = _numeric(frame[RATING], "rating", columns.rating, channel, where).astype(
             np.float64
@@ -349,6 +398,66 @@ def read_interactions(location: str | Path, columns: ColumnNames, channel: str) 
             stamps = stamps.astype(np.int64)
         frame[TIMESTAMP] = stamps
     logger.info("channel %s: %d interactions from %d file(s)", channel, len(frame), len(sources))
+    return frame.reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- attributes
+
+
+def read_attributes(
+    location: str | Path, id_column: str, role: str, channel: str, text_format: TextFormat
+) -> pd.DataFrame:
+    """Read an attribute channel (``items`` or ``users``): one row per id.
+
+    Args:
+        location: As for :func:`read_interactions`.
+        id_column: The id column's name (``item_column`` / ``user_column``).
+        role: ``"item"`` or ``"user"``, for error messages.
+        channel: The channel name, for error messages.
+        text_format: Delimiter, header names and encoding of text files.
+
+    Returns:
+        Column ``item_id`` / ``user_id`` (str) first, then every other column as
+        text (missing values stay missing; Parquet numbers become their string).
+
+    Raises:
+        DataError: No id column, an empty or duplicate id (the message gives
+            examples), undecodable bytes (naming the file and the encoding
+            hyperparameter), an empty channel.
+    """
+    sources = list_sources(location, channel, ATTRIBUTE_SUFFIXES)
+    normal = ITEM if role == "item" else USER
+    parts = []
+    for source in sources:
+        raw = _read_table(source, None, text_format)
+        if raw.shape[1] == 0 and raw.shape[0] == 0:
+            continue
+        try:
+            _check_columns(raw, {role: id_column}, source, channel)
+        except DataError as error:
+            if text_format.names is None:
+                names_hyperparameter = text_format.hyperparameters[1]
+                raise DataError(
+                    f"{error} If the file has no header row, set {names_hyperparameter} to "
+                    "its column names."
+                ) from error
+            raise
+        part = pd.DataFrame({str(column): _ids_as_strings(raw[column]) for column in raw.columns})
+        part = part.rename(columns={id_column: normal})
+        parts.append(part[[normal, *[c for c in part.columns if c != normal]]])
+    if not parts or sum(len(part) for part in parts) == 0:
+        raise DataError(f"channel {channel!r} has no rows: the files under {location} are empty")
+    frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    ids = frame[normal]
+    _check_ids_filled(ids, role, id_column, channel, str(location))
+    duplicated = ids.duplicated(keep=False).to_numpy()
+    if duplicated.any():
+        examples = sorted(set(ids[duplicated].head(4 * _EXAMPLES).tolist()))[:_EXAMPLES]
+        raise DataError(
+            f"channel {channel!r}: {int(ids[duplicated].nunique())} {role} id(s) have more than "
+            f"one row (examples: {examples}) in {location}; give each {role} one row"
+        )
+    logger.info("channel %s: %d %ss from %d file(s)", channel, len(frame), role, len(sources))
     return frame.reset_index(drop=True)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from itertools import chain
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -19,6 +19,9 @@ import pandas as pd
 from ncf_contract.seen import SeenItems
 from training.data import ITEM, NEGATIVES, RATING, TIMESTAMP, USER
 from training.errors import DataError
+
+if TYPE_CHECKING:
+    from training.attributes import EncodedAttributes
 
 FEEDBACK_TYPES = ("implicit", "explicit")
 
@@ -91,6 +94,8 @@ class Dataset:
         feedback: ``"implicit"`` or ``"explicit"``.
         validation_source: ``"channel"`` or ``"leave_latest_out"`` or
             ``"leave_random_out"`` (no timestamps).
+        item_attributes, user_attributes: The ``items`` / ``users`` channels
+            encoded (``training.attributes``), rows aligned with the vocabularies.
     """
 
     users: Vocabulary
@@ -103,6 +108,8 @@ class Dataset:
     item_popularity: np.ndarray
     feedback: str
     validation_source: str = "channel"
+    item_attributes: EncodedAttributes | None = None
+    user_attributes: EncodedAttributes | None = None
 
     @property
     def num_users(self) -> int:
@@ -128,6 +135,11 @@ class Dataset:
             "test_interactions": 0 if self.test is None else len(self.test),
             "density": len(self.train) / max(1, self.num_users * self.num_items),
         }
+        for side, attributes in (("item", self.item_attributes), ("user", self.user_attributes)):
+            if attributes is not None:
+                stats[f"{side}_attributes"] = {
+                    column.name: column.kind for column in attributes.schema.columns
+                }
         if self.train.rating is not None:
             stats["train_rating_mean"] = float(np.mean(self.train.rating)) if len(self.train) else 0
         return stats
@@ -231,6 +243,7 @@ def build_dataset(
     min_rating: float | None = None,
     seed: int = 0,
     test_negatives: pd.DataFrame | None = None,
+    cold_item_ids: pd.Series | None = None,
 ) -> Dataset:
     """Encode the channels and carve a validation split if none is given.
 
@@ -245,7 +258,8 @@ def build_dataset(
 
     The vocabularies are the sorted union of the ids of every channel given,
     ``test_negatives`` (a :func:`training.data.read_test_negatives` frame)
-    included, so every evaluated id has an index.
+    and ``cold_item_ids`` (the ``items`` channel's ids: items with attributes
+    but perhaps no interaction) included, so every evaluated id has an index.
 
     Raises:
         DataError: No rating column where one is needed, empty ids, too few
@@ -280,6 +294,7 @@ def build_dataset(
         extra_items.append(test_negatives[ITEM].astype(str))
         flat = list(chain.from_iterable(test_negatives[NEGATIVES].to_list()))
         extra_items.append(pd.Series(flat, dtype=object).astype(str))
+    extra_items += [] if cold_item_ids is None else [cold_item_ids.astype(str)]
     lengths = [len(frame) for frame in frames.values()]
     bounds = np.cumsum([0, *lengths])
     codes: dict[str, np.ndarray] = {}

@@ -28,9 +28,6 @@ from training.errors import ConfigError
 
 DEFAULT_BASE_DIR = "/opt/ml"
 
-#: The channels training reads; ``train`` is required.
-CHANNELS = ("train", "validation", "test", "test_negatives")
-
 
 def decode_hyperparameters(raw: Mapping[str, Any]) -> dict[str, Any]:
     """JSON-decode each string value, keeping the raw string where that fails.

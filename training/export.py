@@ -38,6 +38,7 @@ def build_artifacts(
     metrics: dict[str, Any],
 ) -> ModelArtifacts:
     """Everything serving needs, in memory."""
+    items, users = dataset.item_attributes, dataset.user_attributes
     return ModelArtifacts(
         metadata=ModelMetadata(
             model_type=model.model_type,
@@ -54,6 +55,10 @@ def build_artifacts(
         item_ids=np.asarray(dataset.items.ids, dtype=object).astype(str),
         item_popularity=np.asarray(dataset.item_popularity, dtype=np.int64),
         seen=dataset.all_seen,
+        item_attributes=None if items is None else items.schema,
+        user_attributes=None if users is None else users.schema,
+        item_features=None if items is None else items.features,
+        content=None if items is None else items.content,
     )
 
 

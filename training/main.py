@@ -31,6 +31,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from ncf_contract.channels import CHANNELS, INTERACTION_CHANNELS
 from ncf_contract.model_dir import publish_model_dir
 from training.config import TrainingConfig
 from training.environment import Environment, base_dir_of
@@ -76,7 +77,7 @@ def load_data(env: Environment, config: TrainingConfig) -> tuple[Any, Any]:
     Raises:
         DataError: A channel is missing, empty, unreadable or unusable.
     """
-    from training import data, dataset, evaluation
+    from training import attributes, data, dataset, evaluation
 
     columns = data.ColumnNames(
         user=config.user_column,
@@ -86,7 +87,7 @@ def load_data(env: Environment, config: TrainingConfig) -> tuple[Any, Any]:
     )
     locations = {
         channel: env.channel_location(channel, getattr(config, f"{channel}_uri"))
-        for channel in ("train", "validation", "test", "test_negatives")
+        for channel in CHANNELS
     }
     if locations["train"] is None:
         raise DataError(
@@ -96,7 +97,7 @@ def load_data(env: Environment, config: TrainingConfig) -> tuple[Any, Any]:
     frames = {
         channel: None if location is None else data.read_interactions(location, columns, channel)
         for channel, location in locations.items()
-        if channel != "test_negatives"
+        if channel in INTERACTION_CHANNELS
     }
     for channel, frame in frames.items():
         if frame is not None:
@@ -111,6 +112,8 @@ def load_data(env: Environment, config: TrainingConfig) -> tuple[Any, Any]:
             negatives_frame = data.read_test_negatives(
                 locations["test_negatives"], columns, "test_negatives"
             )
+    items = attributes.read_attribute_channel(locations["items"], config, "item")
+    users = attributes.read_attribute_channel(locations["users"], config, "user")
     # The negatives' ids join the vocabularies: a published split (ML-1M's) draws some
     # negatives from items that occur in no interaction channel.
     built = dataset.build_dataset(
@@ -121,7 +124,9 @@ def load_data(env: Environment, config: TrainingConfig) -> tuple[Any, Any]:
         min_rating=config.min_rating,
         seed=config.seed,
         test_negatives=negatives_frame,
+        cold_item_ids=None if items is None else items[data.ITEM],
     )
+    built = attributes.attach_attributes(built, items, users, config)
     test_negatives = (
         None
         if negatives_frame is None

@@ -72,3 +72,45 @@ def make_interactions(
         }
     )
     return frame.sort_values(["user_id", "timestamp"], kind="stable").reset_index(drop=True)
+
+
+def make_item_attributes(num_items: int = 120, num_clusters: int = 4) -> pd.DataFrame:
+    """Attributes of :func:`make_interactions`' items that reveal their taste cluster.
+
+    Columns ``item_id``, ``genres`` (multi-valued, ``|``-separated: the cluster's
+    genre ``g<c>`` plus a genre shared by every other item), ``title`` (free text
+    naming the cluster's theme word) and ``price`` (numeric, one distinct value per item).
+    """
+    items = np.arange(num_items)
+    cluster = items % num_clusters
+    themes = np.array(["space", "ocean", "forest", "desert", "arctic", "jungle", "city", "farm"])
+    genres = np.char.add("g", cluster.astype(str))
+    genres = np.where(items % 2 == 0, np.char.add(genres, "|common"), genres)
+    titles = [
+        f"The {themes[c % len(themes)]} story number {i}"
+        for i, c in zip(items, cluster, strict=True)
+    ]
+    return pd.DataFrame(
+        {
+            "item_id": np.char.add("i", items.astype(str)),
+            "genres": genres,
+            "title": titles,
+            "price": (10 + items * 0.25).round(2),
+        }
+    )
+
+
+def make_user_attributes(
+    num_users: int = 200, num_clusters: int = 4, seed: int = 0
+) -> pd.DataFrame:
+    """Attributes of :func:`make_interactions`' users (same ``seed``): ``segment`` is the cluster.
+
+    Columns ``user_id`` and ``segment`` (categorical ``s<c>``).
+    """
+    user_cluster = np.random.default_rng(seed).integers(num_clusters, size=num_users)
+    return pd.DataFrame(
+        {
+            "user_id": np.char.add("u", np.arange(num_users).astype(str)),
+            "segment": np.char.add("s", user_cluster.astype(str)),
+        }
+    )

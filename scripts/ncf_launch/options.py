@@ -13,10 +13,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from ncf_contract.channels import CHANNELS
 from ncf_launch.errors import LaunchError
 from ncf_launch.settings import check_s3_uri
 
-CHANNELS = ("train", "validation", "test", "test_negatives")
 INPUT_MODES = ("File", "FastFile")
 TUNING_STRATEGIES = ("Bayesian", "Random", "Hyperband")
 BATCH_STRATEGIES = ("MultiRecord", "SingleRecord")

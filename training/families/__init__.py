@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from ncf_contract.families import NCF_FAMILIES
+from ncf_contract.families import HYBRID, NCF_FAMILIES
 from training.families.base import FitContext, FitResult, FittedModel, ModelFamily
 
 __all__ = ["FitContext", "FitResult", "FittedModel", "ModelFamily", "family_for"]
@@ -22,4 +22,8 @@ def family_for(model_type: str) -> ModelFamily:
         from training.families.ncf import NcfFamily  # TensorFlow loads here
 
         return NcfFamily()
+    if model_type == HYBRID:
+        from training.families.hybrid import HybridFamily  # TensorFlow loads here
+
+        return HybridFamily()
     raise ValueError(f"no model family fits model_type {model_type!r}")

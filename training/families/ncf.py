@@ -29,7 +29,7 @@ from training.config import TrainingConfig
 from training.errors import TrainingDivergedError
 from training.families.base import FitContext, FitResult, FittedModel
 from training.families.ncf_model import NCF
-from training.objectives import Examples, Objective
+from training.objectives import Examples, Objective, Scorer
 from training.signals import StopFlag
 from training.state import CHECKPOINT_FILE, TrainingState
 
@@ -147,7 +147,7 @@ def build_model(config: TrainingConfig, objective: Objective, model_type: str | 
 
 
 def compile_model(
-    model: NCF, config: TrainingConfig, objective: Objective, optimizer: str | None = None
+    model: keras.Model, config: TrainingConfig, objective: Objective, optimizer: str | None = None
 ) -> None:
     """Compile with the objective's loss and build the optimizer's variables."""
     model.compile(
@@ -176,7 +176,9 @@ class _StopOnFlag(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def fit_one_epoch(model: NCF, examples: Examples, batch_size: int, stop_flag: StopFlag) -> float:
+def fit_one_epoch(
+    model: keras.Model, examples: Examples, batch_size: int, stop_flag: StopFlag
+) -> float:
     """Fit one pass over ``examples``; returns the mean training loss.
 
     Raises:
@@ -224,14 +226,30 @@ def compatibility(config: TrainingConfig, objective: Objective) -> dict[str, Any
 
 
 class NcfFamily:
-    """GMF, MLP or NeuMF (``config.model_type``), fitted by mini-batch gradient descent."""
+    """GMF, MLP or NeuMF (``config.model_type``), fitted by mini-batch gradient descent.
+
+    ``build``, ``scorer`` and ``fitted`` are the hooks another Keras family
+    (``training.families.hybrid``) overrides to reuse the epoch loop.
+    """
+
+    def build(self, config: TrainingConfig, objective: Objective) -> Any:
+        """An un-compiled Keras model, every weight created."""
+        return build_model(config, objective)
+
+    def scorer(self, model: Any) -> Scorer:
+        """Evaluation scoring of ``model`` (it follows the model's weights as they change)."""
+        return KerasScorer(model)
+
+    def fitted(self, model: Any) -> FittedModel:
+        """The fitted model handed to the trainer and the export."""
+        return FittedNcf(model)
 
     def fit(self, config: TrainingConfig, objective: Objective, context: FitContext) -> FitResult:
         """Fit epoch by epoch; see the module docstring."""
         keras.utils.set_random_seed(config.seed)
         rng = np.random.default_rng(config.seed)
         timings = {"pretraining": 0.0, "training": 0.0, "validation": 0.0}
-        model = build_model(config, objective)
+        model = self.build(config, objective)
         compile_model(model, config, objective, optimizer="sgd" if config.pretrain else None)
         checkpoint_path = context.checkpoint_dir / CHECKPOINT_FILE
         expected = compatibility(config, objective)
@@ -251,7 +269,7 @@ class NcfFamily:
                     return FitResult(model=None, timings=timings, stopped=True)
                 model.load_pretrained(*towers)
         resumed_from = state.epoch
-        scorer = KerasScorer(model)
+        scorer = self.scorer(model)
 
         for epoch in range(state.epoch + 1, config.epochs + 1):
             if state.early_stopped:
@@ -317,7 +335,7 @@ class NcfFamily:
             model.set_weights(state.best_weights)
         best = state.best_record
         return FitResult(
-            model=FittedNcf(model),
+            model=self.fitted(model),
             history=state.history,
             best_epoch=state.best_epoch,
             validation={

@@ -1,0 +1,108 @@
+"""The hybrid family: the documented formula, cold ids from attributes, learning from attributes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+keras = pytest.importorskip("keras")
+
+from training.attributes import attach_attributes  # noqa: E402
+from training.config import TrainingConfig  # noqa: E402
+from training.dataset import build_dataset  # noqa: E402
+from training.families import family_for  # noqa: E402
+from training.families.hybrid import HybridFamily, HybridModel  # noqa: E402
+from training.synthetic import (  # noqa: E402
+    make_interactions,
+    make_item_attributes,
+    make_user_attributes,
+)
+from training.trainer import train  # noqa: E402
+
+
+def test_formula_and_export_with_cold_ids() -> None:
+    rng = np.random.default_rng(0)
+    item_features = sp.random(9, 5, density=0.4, random_state=1, format="csr", dtype=np.float32)
+    user_features = sp.random(12, 3, density=0.5, random_state=2, format="csr", dtype=np.float32)
+    item_known = np.arange(9) < 7  # items 7 and 8 are cold
+    user_known = np.arange(12) != 4
+    model = HybridModel(
+        12, 9, 4, 0.0, "sigmoid", user_known, item_known, user_features, item_features
+    ).build_all()
+    model.set_weights([rng.normal(0, 0.5, w.shape).astype(np.float32) for w in model.get_weights()])
+    weights = model.export_weights()
+    assert set(weights) == {
+        "gmf_user_embedding",
+        "gmf_item_embedding",
+        "item_bias",
+        "output_kernel",
+        "output_bias",
+        "user_feature_embedding",
+    }
+    np.testing.assert_array_equal(weights["output_kernel"], np.ones((4, 1)))
+    # A cold id's vector is its attribute part alone.
+    assert model.items.feature_table is not None
+    item_table = np.asarray(model.items.feature_table)
+    cold_items = item_features[7:].toarray() @ item_table
+    np.testing.assert_allclose(weights["gmf_item_embedding"][7:], cold_items[:, :4], rtol=1e-5)
+    np.testing.assert_allclose(weights["item_bias"][7:], cold_items[:, 4], rtol=1e-5)
+    cold_user = user_features[4].toarray() @ weights["user_feature_embedding"]
+    np.testing.assert_allclose(weights["gmf_user_embedding"][4], cold_user[0], rtol=1e-5)
+    # The Keras forward pass is the documented dot product on the exported vectors.
+    users, items = np.array([0, 4, 11, 3]), np.array([8, 0, 7, 2])
+    logits = (
+        np.einsum(
+            "nd,nd->n", weights["gmf_user_embedding"][users], weights["gmf_item_embedding"][items]
+        )
+        + weights["item_bias"][items]
+        + weights["output_bias"][0]
+    )
+    scores = keras.ops.convert_to_numpy(model((users, items)))[:, 0]
+    np.testing.assert_allclose(scores, 1 / (1 + np.exp(-logits)), rtol=1e-5)
+
+
+def test_family_is_chosen_by_model_type() -> None:
+    assert isinstance(family_for("hybrid"), HybridFamily)
+    assert TrainingConfig.from_hyperparameters({"model_type": "hybrid"}).model_type == "hybrid"
+
+
+def test_cold_items_are_ranked_from_their_attributes(tmp_path: Path) -> None:
+    """Items never seen in training are ranked for a user by the attributes they share."""
+    interactions = make_interactions(num_users=200, num_items=120)
+    items = make_item_attributes(num_items=120)
+    cold_ids = [f"i{n}" for n in range(100, 120)]
+    warm = interactions[~interactions["item_id"].isin(cold_ids)]
+    dataset = build_dataset(warm, None, None, seed=0, cold_item_ids=items["item_id"])
+    config = TrainingConfig.from_hyperparameters(
+        {
+            "model_type": "hybrid",
+            "epochs": 6,
+            "batch_size": 256,
+            "gmf_dim": 16,
+            "learning_rate": 0.01,
+        }
+    )
+    dataset = attach_attributes(dataset, items, make_user_attributes(200), config)
+    result = train(config, dataset, tmp_path, emit=lambda line: None)
+    assert result.model is not None
+    weights = result.model.model_weights()
+    cold = dataset.items.index_of(cold_ids)
+    assert (dataset.item_popularity[cold] == 0).all()
+    # Each user's favourite cold item should share the user's taste cluster (chance: 1 in 4).
+    scores = result.model.scorer.score_all_items(np.arange(dataset.num_users))[:, cold]
+    favourite_cluster = (np.argmax(scores, axis=1) + 100) % 4
+    own_items = dataset.train_seen
+    user_cluster = np.array(
+        [
+            np.bincount(
+                [int(dataset.items.ids[i][1:]) % 4 for i in own_items.row(u)], minlength=4
+            ).argmax()
+            for u in range(dataset.num_users)
+        ]
+    )
+    agreement = float(np.mean(favourite_cluster == user_cluster))
+    assert agreement > 0.6, agreement
+    assert weights["gmf_item_embedding"].shape == (120, 16)
