@@ -13,15 +13,19 @@ from typing import Any
 
 from ncf_launch.api_requests import create_transform_job_request
 from ncf_launch.aws import AwsContext
-from ncf_launch.errors import LaunchError
-from ncf_launch.hosting import create_model, resolve_model_data
+from ncf_launch.errors import JobEndedError, LaunchError
+from ncf_launch.hosting import create_model, resolve_model_data, wait_for
 from ncf_launch.names import check_instance_type, unique_name
 from ncf_launch.options import BATCH_STRATEGIES, BatchOptions, DeployOptions
 from ncf_launch.settings import Settings, check_s3_uri
 
 
 def run_batch(settings: Settings, options: BatchOptions, wait: bool = True) -> dict[str, Any]:
-    """Create the transform job (and a model for it unless ``--model-name`` names one)."""
+    """Create the transform job (and a model for it unless ``--model-name`` names one).
+
+    Raises:
+        JobEndedError: With ``wait``, the job ended Failed or Stopped (with its FailureReason).
+    """
     if settings.local:
         raise LaunchError("batch transform runs on SageMaker; rehearse with `ncf deploy --local`")
     check_s3_uri(options.input_uri, "--input")
@@ -57,15 +61,16 @@ def run_batch(settings: Settings, options: BatchOptions, wait: bool = True) -> d
     status = "InProgress"
     if wait:
         print(f"waiting for transform job {job_name} ...", flush=True)
-        client.get_waiter("transform_job_completed_or_stopped").wait(
-            TransformJobName=job_name, WaiterConfig={"Delay": 30, "MaxAttempts": 240}
+        wait_for(
+            client,
+            "transform_job_completed_or_stopped",
+            TransformJobName=job_name,
+            WaiterConfig={"Delay": 30, "MaxAttempts": 240},
         )
         description = client.describe_transform_job(TransformJobName=job_name)
         status = description["TransformJobStatus"]
         if status != "Completed":
-            raise LaunchError(
-                f"transform job {job_name} {status}: {description.get('FailureReason')}"
-            )
+            raise JobEndedError("transform job", job_name, status, description.get("FailureReason"))
     return {
         "transform_job_name": job_name,
         "model_name": model_name,

@@ -245,9 +245,18 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat list 
     batch.add_argument("--max-concurrent-transforms", type=int)
     batch.add_argument("--no-wait", action="store_true")
 
-    cleanup = command("cleanup", "delete an endpoint with its endpoint config and model")
+    cleanup = command(
+        "cleanup",
+        "delete an endpoint with its endpoint config and model, and this project's "
+        "endpoint configs and models that nothing uses",
+    )
     cleanup.add_argument("--endpoint-name", default=DEFAULT_ENDPOINT_NAME)
-    cleanup.add_argument("--keep-model", action="store_true")
+    cleanup.add_argument(
+        "--keep-model", action="store_true", help="keep every model (orphans included)"
+    )
+    cleanup.add_argument(
+        "--orphans-only", action="store_true", help="delete no endpoint, only the orphans"
+    )
 
     command("list", "list everything tagged project=ncf-sagemaker in the region")
     return parser
@@ -406,7 +415,12 @@ def dispatch(args: argparse.Namespace) -> Any:  # noqa: PLR0911 - one branch per
     if args.command == "batch":
         return run_batch(settings, batch_options_from(args), wait=wait)
     if args.command == "cleanup":
-        return run_cleanup(settings, args.endpoint_name, keep_model=args.keep_model)
+        return run_cleanup(
+            settings,
+            args.endpoint_name,
+            keep_model=args.keep_model,
+            orphans_only=args.orphans_only,
+        )
     if args.command == "list":
         return run_list(settings)
     raise LaunchError(f"unknown command {args.command}")

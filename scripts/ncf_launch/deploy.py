@@ -8,9 +8,15 @@ in :mod:`ncf_launch.local`).
 An existing endpoint is updated in place: a new model and endpoint config, then
 ``UpdateEndpoint``, which SageMaker rolls out blue/green — the old fleet keeps
 serving until the new one passes its health checks, so there is no downtime.
-Autoscaling (target tracking on ``SageMakerVariantInvocationsPerInstance``) is
-deregistered before such an update and registered again after it, as AWS
-requires when the instance type may change.
+When the new fleet fails, SageMaker rolls back: the endpoint is InService again
+on the *old* config, with a FailureReason, so success is judged by the config
+the endpoint runs, not by its status. Autoscaling (target tracking on
+``SageMakerVariantInvocationsPerInstance``) is deregistered before such an
+update, as AWS requires when the instance type may change, and registered
+again on every way out: the new settings after a successful update that asked
+for them, the old ones otherwise (also after a failure or a rollback). After a
+successful update the previous endpoint config and its model are deleted when
+this project made them (tag ``project=ncf-sagemaker``).
 """
 
 from __future__ import annotations
@@ -23,13 +29,18 @@ from ncf_launch.api_requests import (
     update_endpoint_request,
 )
 from ncf_launch.aws import AwsContext
-from ncf_launch.errors import LaunchError
+from ncf_launch.errors import JobEndedError, LaunchError
 from ncf_launch.hosting import (
+    AutoscalingSetup,
     create_model,
+    delete_config_and_models,
     deregister_autoscaling,
-    endpoint_exists,
+    describe_endpoint_or_none,
+    read_autoscaling,
     register_autoscaling,
     resolve_model_data,
+    restore_autoscaling,
+    wait_for_endpoint,
 )
 from ncf_launch.names import check_instance_type, check_name, is_gpu, unique_name
 from ncf_launch.options import DeployOptions
@@ -54,6 +65,54 @@ def check_autoscaling(options: DeployOptions, wait: bool, dry_run: bool) -> None
         )
 
 
+def update_in_place(
+    context: AwsContext,
+    options: DeployOptions,
+    config_name: str,
+    previous_config: str,
+    autoscaling: AutoscalingSetup | None,
+    wait: bool,
+) -> dict[str, Any]:
+    """``UpdateEndpoint`` to ``config_name``; autoscaling comes back on every way out.
+
+    Returns:
+        ``status`` and, after a successful wait, ``deleted`` (the previous config and model).
+
+    Raises:
+        JobEndedError: The update failed or was rolled back (the endpoint still runs
+            ``previous_config``), with SageMaker's FailureReason.
+    """
+    client = context.client("sagemaker")
+    name = options.endpoint_name
+    if autoscaling is not None:
+        deregister_autoscaling(context, name)
+    registered_new = False
+    try:
+        client.update_endpoint(**update_endpoint_request(name, config_name))
+        if not wait or context.dry_run:
+            if options.autoscale:
+                register_autoscaling(context, name, options)  # shown by --dry-run
+                registered_new = True
+            return {"status": "Updating", "deleted": []}
+        print(f"waiting for endpoint {name} to be InService ...", flush=True)
+        description = wait_for_endpoint(client, name)
+        if description["EndpointConfigName"] != config_name:
+            raise JobEndedError(
+                "endpoint update",
+                name,
+                f"rolled back to {description['EndpointConfigName']}",
+                description.get("FailureReason"),
+            )
+        if options.autoscale:
+            register_autoscaling(context, name, options)
+            registered_new = True
+        deleted = delete_config_and_models(client, previous_config)
+        return {"status": description["EndpointStatus"], "deleted": deleted}
+    finally:
+        if autoscaling is not None and not registered_new:
+            restore_autoscaling(context, autoscaling)
+
+
 def run_deploy(settings: Settings, options: DeployOptions, wait: bool = True) -> dict[str, Any]:
     """Create or update the endpoint; returns names and, with ``wait``, its status."""
     check_name(options.endpoint_name, "--endpoint-name")
@@ -66,6 +125,13 @@ def run_deploy(settings: Settings, options: DeployOptions, wait: bool = True) ->
     settings.require_role_arn()
     context = AwsContext(settings)
     client = context.client("sagemaker")
+    existing = describe_endpoint_or_none(client, options.endpoint_name)
+    autoscaling = None if existing is None else read_autoscaling(context, options.endpoint_name)
+    if autoscaling is not None and not wait:
+        raise LaunchError(
+            f"endpoint {options.endpoint_name} has autoscaling, which is registered again once "
+            "the update is done: drop --no-wait"
+        )
     model_data = resolve_model_data(context, options.model_data, options.training_job)
     model_name = create_model(
         client,
@@ -81,32 +147,23 @@ def run_deploy(settings: Settings, options: DeployOptions, wait: bool = True) ->
             config_name, model_name, instance_type, options, tags=settings.boto_tags()
         )
     )
-    updating = endpoint_exists(client, options.endpoint_name)
-    had_autoscaling = False
-    if updating:
-        had_autoscaling = deregister_autoscaling(context, options.endpoint_name)
-        client.update_endpoint(**update_endpoint_request(options.endpoint_name, config_name))
+    deleted: list[str] = []
+    if existing is not None:
+        update = update_in_place(
+            context, options, config_name, existing["EndpointConfigName"], autoscaling, wait
+        )
+        status, deleted = update["status"], update["deleted"]
     else:
         client.create_endpoint(
             **create_endpoint_request(options.endpoint_name, config_name, settings.boto_tags())
         )
-    dry_run = context.recorder is not None
-    status = "Updating" if updating else "Creating"
-    if wait and not dry_run:
-        print(f"waiting for endpoint {options.endpoint_name} to be InService ...", flush=True)
-        client.get_waiter("endpoint_in_service").wait(
-            EndpointName=options.endpoint_name, WaiterConfig={"Delay": 30, "MaxAttempts": 120}
-        )
-        status = client.describe_endpoint(EndpointName=options.endpoint_name)["EndpointStatus"]
-    if options.autoscale:
-        register_autoscaling(context, options.endpoint_name, options)
-    elif had_autoscaling:
-        print(
-            "note: the endpoint had autoscaling, deregistered for the update; pass "
-            "--autoscale-min/--autoscale-max to register it again",
-            flush=True,
-        )
-    if dry_run:
+        status = "Creating"
+        if wait and not context.dry_run:
+            print(f"waiting for endpoint {options.endpoint_name} to be InService ...", flush=True)
+            status = wait_for_endpoint(client, options.endpoint_name)["EndpointStatus"]
+        if options.autoscale:
+            register_autoscaling(context, options.endpoint_name, options)
+    if context.dry_run:
         return context.dry_run_result()
     return {
         "endpoint_name": options.endpoint_name,
@@ -115,7 +172,8 @@ def run_deploy(settings: Settings, options: DeployOptions, wait: bool = True) ->
         "model_data": model_data,
         "instance_type": instance_type,
         "gpu": is_gpu(instance_type),
-        "action": "update" if updating else "create",
+        "action": "update" if existing is not None else "create",
         "status": status,
         "autoscaling": options.autoscale,
+        "deleted": deleted,
     }

@@ -6,10 +6,13 @@ and reads back what they need (the latest training job, an endpoint's state).
 
 from __future__ import annotations
 
+import sys
+from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, WaiterError
 
+from ncf_launch import PROJECT_TAG_KEY, PROJECT_TAG_VALUE
 from ncf_launch.api_requests import (
     SCALABLE_DIMENSION,
     create_model_request,
@@ -18,7 +21,7 @@ from ncf_launch.api_requests import (
     scalable_resource_id,
 )
 from ncf_launch.aws import AwsContext
-from ncf_launch.errors import LaunchError
+from ncf_launch.errors import JobEndedError, LaunchError
 from ncf_launch.names import image_for_instance_type, unique_name
 from ncf_launch.options import TRAIN_BASE_JOB_NAME, DeployOptions
 from ncf_launch.settings import Settings, check_s3_uri
@@ -89,21 +92,81 @@ def create_model(
     return model_name
 
 
-def deregister_autoscaling(context: AwsContext, endpoint_name: str) -> bool:
-    """Remove the variant's scalable target (and so its policies), if it has one."""
+@dataclass(frozen=True)
+class AutoscalingSetup:
+    """An endpoint variant's autoscaling as the requests that register it again."""
+
+    target: dict[str, Any]
+    policies: list[dict[str, Any]]
+
+
+#: The members of a ``ScalingPolicy`` that ``PutScalingPolicy`` takes back unchanged.
+POLICY_REQUEST_KEYS = (
+    "PolicyName",
+    "ServiceNamespace",
+    "ResourceId",
+    "ScalableDimension",
+    "PolicyType",
+    "StepScalingPolicyConfiguration",
+    "TargetTrackingScalingPolicyConfiguration",
+)
+
+
+def read_autoscaling(context: AwsContext, endpoint_name: str) -> AutoscalingSetup | None:
+    """The variant's scalable target and its policies, or ``None`` without autoscaling."""
     autoscaling = context.client("application-autoscaling")
     resource_id = scalable_resource_id(endpoint_name)
     targets = autoscaling.describe_scalable_targets(
         ServiceNamespace="sagemaker", ResourceIds=[resource_id]
     ).get("ScalableTargets", [])
     if not targets:
-        return False
-    autoscaling.deregister_scalable_target(
+        return None
+    (target,) = targets
+    policies = autoscaling.describe_scaling_policies(
+        ServiceNamespace="sagemaker", ResourceId=resource_id, ScalableDimension=SCALABLE_DIMENSION
+    ).get("ScalingPolicies", [])
+    return AutoscalingSetup(
+        target={
+            "ServiceNamespace": "sagemaker",
+            "ResourceId": resource_id,
+            "ScalableDimension": SCALABLE_DIMENSION,
+            "MinCapacity": target["MinCapacity"],
+            "MaxCapacity": target["MaxCapacity"],
+        },
+        policies=[
+            {key: policy[key] for key in POLICY_REQUEST_KEYS if key in policy}
+            for policy in policies
+        ],
+    )
+
+
+def deregister_autoscaling(context: AwsContext, endpoint_name: str) -> None:
+    """Remove the variant's scalable target, and so its policies."""
+    context.client("application-autoscaling").deregister_scalable_target(
         ServiceNamespace="sagemaker",
-        ResourceId=resource_id,
+        ResourceId=scalable_resource_id(endpoint_name),
         ScalableDimension=SCALABLE_DIMENSION,
     )
-    return True
+
+
+def restore_autoscaling(context: AwsContext, setup: AutoscalingSetup) -> None:
+    """Register a removed target and its policies again; says what to redo if AWS refuses.
+
+    Called on the way out of an update, also when the update failed, so a refusal
+    here must not hide the update's own error: it is printed, not raised.
+    """
+    autoscaling = context.client("application-autoscaling")
+    try:
+        autoscaling.register_scalable_target(**setup.target)
+        for policy in setup.policies:
+            autoscaling.put_scaling_policy(**policy)
+    except ClientError as error:
+        print(
+            f"warning: could not register autoscaling again ({error}); register it by hand: "
+            f"{setup.target} with policies {setup.policies}",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def register_autoscaling(context: AwsContext, endpoint_name: str, options: DeployOptions) -> None:
@@ -113,12 +176,74 @@ def register_autoscaling(context: AwsContext, endpoint_name: str, options: Deplo
     autoscaling.put_scaling_policy(**put_scaling_policy_request(endpoint_name, options))
 
 
-def endpoint_exists(client: Any, endpoint_name: str) -> bool:
-    """Whether the endpoint exists (in any status), so deploy updates it instead."""
+def describe_endpoint_or_none(client: Any, endpoint_name: str) -> dict[str, Any] | None:
+    """The endpoint's description, or ``None`` when there is no such endpoint."""
     try:
-        client.describe_endpoint(EndpointName=endpoint_name)
+        return client.describe_endpoint(EndpointName=endpoint_name)  # type: ignore[no-any-return]
     except ClientError as error:
         if error.response["Error"]["Code"] in ("ValidationException", "ResourceNotFound"):
-            return False
+            return None
         raise
-    return True
+
+
+def wait_for(client: Any, waiter_name: str, **params: Any) -> None:
+    """Run a botocore waiter; a terminal failure state is left to the caller's describe.
+
+    The waiter's own message ("Waiter ... encountered a terminal failure state")
+    says nothing of why, so the caller reads the resource's FailureReason instead.
+
+    Raises:
+        WaiterError: The waiter gave up (max attempts) or the call itself failed.
+    """
+    try:
+        client.get_waiter(waiter_name).wait(**params)
+    except WaiterError as error:
+        if "terminal failure state" not in str(error):
+            raise
+
+
+def wait_for_endpoint(client: Any, endpoint_name: str) -> dict[str, Any]:
+    """Wait until the endpoint is InService and return its description.
+
+    Raises:
+        JobEndedError: It ended Failed (with its FailureReason).
+    """
+    wait_for(
+        client,
+        "endpoint_in_service",
+        EndpointName=endpoint_name,
+        WaiterConfig={"Delay": 30, "MaxAttempts": 120},
+    )
+    description: dict[str, Any] = client.describe_endpoint(EndpointName=endpoint_name)
+    if description["EndpointStatus"] != "InService":
+        raise JobEndedError(
+            "endpoint",
+            endpoint_name,
+            description["EndpointStatus"],
+            description.get("FailureReason"),
+        )
+    return description
+
+
+def is_ours(client: Any, arn: str) -> bool:
+    """Whether the resource carries the tag ``project=ncf-sagemaker`` (this project made it)."""
+    tags = client.list_tags(ResourceArn=arn).get("Tags", [])
+    return {"Key": PROJECT_TAG_KEY, "Value": PROJECT_TAG_VALUE} in tags
+
+
+def delete_config_and_models(client: Any, config_name: str) -> list[str]:
+    """Delete an endpoint config and the models of its variants that this project created.
+
+    Returns the names deleted. Resources without the project tag are left alone.
+    """
+    config = client.describe_endpoint_config(EndpointConfigName=config_name)
+    deleted: list[str] = []
+    if is_ours(client, config["EndpointConfigArn"]):
+        client.delete_endpoint_config(EndpointConfigName=config_name)
+        deleted.append(config_name)
+    for variant in config["ProductionVariants"]:
+        model = client.describe_model(ModelName=variant["ModelName"])
+        if is_ours(client, model["ModelArn"]):
+            client.delete_model(ModelName=variant["ModelName"])
+            deleted.append(variant["ModelName"])
+    return deleted

@@ -11,9 +11,10 @@ The same ``ModelTrainer`` builds the request for ``ncf tune`` and for
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Iterator
 from typing import Any
 
 from sagemaker.core.helper.iam_role_resolver import RoleValidationError
@@ -85,9 +86,12 @@ def build_trainer(
     settings: Settings,
     options: TrainOptions,
     context: AwsContext | None,
-    checkpoints: bool = True,
+    checkpoint_run: str | None = None,
 ) -> ModelTrainer:
     """A configured ``ModelTrainer`` (cloud mode with ``context``, local container mode without).
+
+    ``checkpoint_run`` names the default checkpoint prefix (``ncf tune`` passes its
+    tuning job's name); without it each run gets a fresh one.
 
     Raises:
         LaunchError: A setting is missing or malformed.
@@ -140,15 +144,18 @@ def build_trainer(
     else:
         trainer_arguments["role"] = settings.require_role_arn()
         trainer_arguments["sagemaker_session"] = Session(boto_session=context.boto_session)
-        if checkpoints and (spot or options.checkpoint_s3_uri):
+        if spot or options.checkpoint_s3_uri:
             trainer_arguments["checkpoint_config"] = CheckpointConfig(
                 # One prefix per run by default: a new run must not resume an old one.
                 # (Spot restarts of the same job reuse it; pass the URI to resume on purpose.)
                 s3_uri=options.checkpoint_s3_uri
-                or settings.s3_uri("checkpoints", unique_name(options.base_job_name)),
+                or settings.s3_uri(
+                    "checkpoints", checkpoint_run or unique_name(options.base_job_name)
+                ),
                 local_path=CHECKPOINT_LOCAL_PATH,
             )
-    trainer = ModelTrainer(**trainer_arguments)
+    with role_check_refusals(settings):
+        trainer = ModelTrainer(**trainer_arguments)
     return trainer.with_metric_definitions(metric_definitions())
 
 
@@ -168,20 +175,28 @@ def describe_result(context: AwsContext, job_name: str) -> dict[str, Any]:
     }
 
 
-def start(context: AwsContext, launch: Callable[[], None]) -> None:
-    """Run the SDK call that creates a job; its role check's refusal becomes a LaunchError.
+@contextlib.contextmanager
+def role_check_refusals(settings: Settings) -> Iterator[None]:
+    """Turn the SDK's role-check refusal into a one-line ``LaunchError``.
+
+    The SDK simulates the role's IAM policies when a ``ModelTrainer`` is built (and
+    treats roles without VPC, ECR or CloudWatch permissions as denied, even for jobs
+    that need none of them); its message is a multi-line traceback text that never
+    names our way out.
 
     Raises:
-        LaunchError: The SDK's IAM simulation denied the role (it also denies roles
-            without VPC, ECR or CloudWatch permissions for jobs that need none of them).
+        LaunchError: The SDK's IAM simulation denied the role.
     """
     try:
-        launch()
+        yield
     except RoleValidationError as error:
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        missing = next((line for line in lines if line.startswith("Missing permissions")), "")
+        detail = f" ({missing})" if missing else ""
         raise LaunchError(
-            f"the SageMaker SDK's role check refused {context.settings.role_arn}: "
-            f"{str(error).strip()}\nIf the role works (the check simulates permissions this "
-            "job may not need), pass --skip-role-check."
+            f"the SageMaker SDK's role check refused {settings.role_arn}{detail}; if the role "
+            "works (the check simulates permissions this job may not need), pass "
+            "--skip-role-check"
         ) from error
 
 
@@ -219,7 +234,8 @@ def run_train(settings: Settings, options: TrainOptions, wait: bool = True) -> d
     """
     context = AwsContext(settings)
     trainer = build_trainer(settings, options, context)
-    start(context, lambda: trainer.train(wait=False, logs=False))
+    with role_check_refusals(settings):
+        trainer.train(wait=False, logs=False)
     if context.dry_run:
         return context.dry_run_result()
     job_name = sdk.latest_training_job(trainer).training_job_name

@@ -4,10 +4,23 @@ It maximises ``OBJECTIVE_METRIC`` from ``ncf_contract.metric_lines`` (the
 validation hit rate), read from the logs with the same ``METRIC_DEFINITIONS``
 as a single training job. The training job definition comes from the same
 ``ModelTrainer`` as ``ncf train``.
+
+Checkpoints (Spot, or ``--checkpoint-s3-uri``): a tuning job gives every trial
+the same ``CheckpointConfig``, so all trials of one tuning job sync one prefix —
+by default ``s3://BUCKET/PREFIX/checkpoints/<tuning job name>``, never shared
+with another run. Sharing it within the tuning job is safe because the
+container resumes a checkpoint only when it was written with the same value of
+*every* hyperparameter and the same data (``training.families.ncf.compatibility``):
+a trial never resumes another trial's weights; one that finds another trial's
+checkpoint starts from epoch 0. The few hyperparameters outside that key (the
+epoch budget) cannot be tuned with checkpoints: a short trial could resume a
+longer one's checkpoint and report its result.
 """
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import time
 from dataclasses import replace
 from typing import Any
@@ -18,11 +31,12 @@ from sagemaker.core.parameter import (
     IntegerParameter,
     ParameterRange,
 )
+from sagemaker.core.utils.exceptions import FailedStatusError
 from sagemaker.train.tuner import HyperparameterTuner
 
 from ncf_contract.metric_lines import METRIC_DEFINITIONS, OBJECTIVE_METRIC
 from ncf_launch.aws import AwsContext
-from ncf_launch.errors import LaunchError
+from ncf_launch.errors import JobEndedError, LaunchError
 from ncf_launch.options import TUNE_BASE_JOB_NAME, TuneOptions
 from ncf_launch.settings import Settings
 from ncf_launch.train import build_channels, build_trainer
@@ -65,6 +79,9 @@ def tuning_job_name() -> str:
     return f"{TUNE_BASE_JOB_NAME}-{stamp}-{int(time.time() * 1000) % 1000:03d}"
 
 
+#: Seconds between status polls while waiting for a tuning job.
+POLL_SECONDS = 30
+
 #: What the tuner optimises per feedback kind: explicit ratings log only RMSE.
 OBJECTIVES = {
     "implicit": (OBJECTIVE_METRIC, "Maximize"),
@@ -84,19 +101,40 @@ def objective_for(options: TuneOptions) -> tuple[str, str]:
     return OBJECTIVES[feedback]
 
 
+#: Hyperparameters the container leaves out of its resume key (``compatibility`` in
+#: training/families/ncf.py; a slow test keeps the two lists equal).
+OUTSIDE_RESUME_KEY = ("early_stopping_patience", "epochs", "full_ranking")
+
+
+def check_checkpoint_sharing(options: TuneOptions) -> None:
+    """Refuse tuning the epoch budget when the trials share a checkpoint prefix.
+
+    Raises:
+        LaunchError: ``--spot`` or ``--checkpoint-s3-uri`` with a range over one of
+            ``OUTSIDE_RESUME_KEY``.
+    """
+    training = options.training
+    if not (training.spot or training.checkpoint_s3_uri):
+        return
+    tuned = sorted(set(options.ranges) & set(OUTSIDE_RESUME_KEY))
+    if tuned:
+        raise LaunchError(
+            f"--range {', '.join(tuned)} with --spot or --checkpoint-s3-uri: the trials share "
+            "a checkpoint prefix and the container resumes a checkpoint whatever its "
+            f"{', '.join(OUTSIDE_RESUME_KEY)}, so a trial could report another's longer run; "
+            "fix them with --hp, or tune them without checkpoints"
+        )
+
+
 def run_tune(settings: Settings, options: TuneOptions, wait: bool = True) -> dict[str, Any]:
     """Start the tuning job; with ``wait``, wait for it and report the best training job."""
     if settings.local:
         raise LaunchError("tuning runs on SageMaker only; use `ncf train --local` to rehearse")
-    if options.training.checkpoint_s3_uri:
-        raise LaunchError(
-            "--checkpoint-s3-uri with tune: every trial would resume from the same prefix"
-        )
+    check_checkpoint_sharing(options)
     context = AwsContext(settings)
+    job_name = tuning_job_name()
     training = replace(options.training, base_job_name=TUNE_BASE_JOB_NAME)
-    # No CheckpointConfig: a tuning job gives all its trials the same one, and a Spot trial
-    # could resume another trial's weights. An interrupted Spot trial starts again instead.
-    trainer = build_trainer(settings, training, context, checkpoints=False)
+    trainer = build_trainer(settings, training, context, checkpoint_run=job_name)
     tuner = HyperparameterTuner(
         model_trainer=trainer,
         objective_metric_name=objective_for(options)[0],
@@ -113,24 +151,36 @@ def run_tune(settings: Settings, options: TuneOptions, wait: bool = True) -> dic
         base_tuning_job_name=TUNE_BASE_JOB_NAME,
         tags=settings.boto_tags(),
     )
-    tuner.tune(
-        inputs=build_channels(training),
-        job_name=tuning_job_name(),
-        wait=wait and not context.dry_run,
-    )
+    tuner.tune(inputs=build_channels(training), job_name=job_name, wait=False)
     if context.dry_run:
         return context.dry_run_result()
     name = tuner.latest_tuning_job.hyper_parameter_tuning_job_name
-    result: dict[str, Any] = {"tuning_job_name": name}
-    if wait:
-        description = context.client("sagemaker").describe_hyper_parameter_tuning_job(
-            HyperParameterTuningJobName=name
-        )
-        best = description.get("BestTrainingJob", {})
-        result.update(
-            status=description.get("HyperParameterTuningJobStatus"),
-            best_training_job=best.get("TrainingJobName"),
-            best_objective=best.get("FinalHyperParameterTuningJobObjectiveMetric", {}).get("Value"),
-            best_hyperparameters=best.get("TunedHyperParameters"),
-        )
+    print(
+        f"tuning job {name} started in {settings.region} "
+        f"(`ncf describe {name}`, `ncf stop {name}`)",
+        file=sys.stderr,
+        flush=True,
+    )
+    if not wait:
+        return {"tuning_job_name": name, "status": "InProgress"}
+    with contextlib.suppress(FailedStatusError):  # reported below, from the job's description
+        tuner.latest_tuning_job.wait(poll=POLL_SECONDS)
+    result = describe_tuning_job(context.client("sagemaker"), name)
+    if result["status"] != "Completed":
+        raise JobEndedError("tuning job", name, result["status"], result["failure_reason"])
     return result
+
+
+def describe_tuning_job(client: Any, name: str) -> dict[str, Any]:
+    """Status, FailureReason and best training job of a tuning job."""
+    description = client.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
+    best = description.get("BestTrainingJob", {})
+    return {
+        "tuning_job_name": name,
+        "status": description.get("HyperParameterTuningJobStatus"),
+        "failure_reason": description.get("FailureReason"),
+        "training_job_counts": description.get("TrainingJobStatusCounters"),
+        "best_training_job": best.get("TrainingJobName"),
+        "best_objective": best.get("FinalHyperParameterTuningJobObjectiveMetric", {}).get("Value"),
+        "best_hyperparameters": best.get("TunedHyperParameters"),
+    }

@@ -16,7 +16,14 @@ import boto3
 from botocore.stub import ANY, Stubber
 from launch_constants import ACCOUNT, REGION
 
-__all__ = ["ANY", "StubbedAws", "endpoint_description", "training_job_description"]
+__all__ = [
+    "ANY",
+    "StubbedAws",
+    "endpoint_description",
+    "training_job_description",
+    "transform_job_description",
+    "tuning_job_description",
+]
 
 NOW = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 
@@ -100,6 +107,57 @@ def endpoint_description(
                 "DesiredInstanceCount": instance_count,
             }
         ],
+    }
+    if reason:
+        description["FailureReason"] = reason
+    return description
+
+
+def tuning_job_description(name: str, status: str, reason: str | None = None) -> dict[str, Any]:
+    """A ``DescribeHyperParameterTuningJob`` answer with the fields the API always returns."""
+    description: dict[str, Any] = {
+        "HyperParameterTuningJobName": name,
+        "HyperParameterTuningJobArn": (
+            f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:hyper-parameter-tuning-job/{name}"
+        ),
+        "HyperParameterTuningJobConfig": {
+            "Strategy": "Bayesian",
+            "ResourceLimits": {"MaxNumberOfTrainingJobs": 8, "MaxParallelTrainingJobs": 2},
+        },
+        "HyperParameterTuningJobStatus": status,
+        "CreationTime": NOW,
+        "TrainingJobStatusCounters": {"Completed": 3, "Stopped": 1},
+        "ObjectiveStatusCounters": {"Succeeded": 3},
+    }
+    if reason:
+        description["FailureReason"] = reason
+    if status == "Completed":
+        description["BestTrainingJob"] = {
+            "TrainingJobName": f"{name}-003-0123abcd",
+            "TrainingJobArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:training-job/{name}-003",
+            "CreationTime": NOW,
+            "TrainingJobStatus": "Completed",
+            "TunedHyperParameters": {"learning_rate": "0.003"},
+            "FinalHyperParameterTuningJobObjectiveMetric": {
+                "MetricName": "validation:hr",
+                "Value": 0.71,
+            },
+        }
+    return description
+
+
+def transform_job_description(name: str, status: str, reason: str | None = None) -> dict[str, Any]:
+    """A ``DescribeTransformJob`` answer with the fields the API always returns."""
+    description: dict[str, Any] = {
+        "TransformJobName": name,
+        "TransformJobArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:transform-job/{name}",
+        "TransformJobStatus": status,
+        "ModelName": "ncf-model-x",
+        "TransformInput": {
+            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://b/in/"}}
+        },
+        "TransformResources": {"InstanceType": "ml.c5.xlarge", "InstanceCount": 1},
+        "CreationTime": NOW,
     }
     if reason:
         description["FailureReason"] = reason

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dry_run_requests import operations, request_of
 from launch_constants import BUCKET, GPU_IMAGE_URI, IMAGE_URI, SETTINGS
 
 from ncf_contract.metric_lines import METRIC_DEFINITIONS
@@ -38,15 +39,6 @@ def without_generated_names(value: Any) -> Any:
     if isinstance(value, str):  # timestamps inside generated URIs (checkpoint prefixes)
         return re.sub(r"\d{8}-\d{6}-\d{3}-[0-9a-f]{4}", "<time>", value)
     return value
-
-
-def operations(requests: list[dict[str, Any]]) -> list[str]:
-    return [request["operation"] for request in requests]
-
-
-def request_of(requests: list[dict[str, Any]], operation: str) -> dict[str, Any]:
-    (params,) = [r["params"] for r in requests if r["operation"] == operation]
-    return params
 
 
 def test_train_dry_run_needs_no_credentials_and_prints_the_request(no_credentials, ncf) -> None:
@@ -155,9 +147,9 @@ def test_dry_run_changes_nothing(launch_env, ncf) -> None:
     assert result.code == 0, result.stderr
     requests = result.json()
     assert operations(requests) == [
+        "DescribeEndpoint",
         "CreateModel",
         "CreateEndpointConfig",
-        "DescribeEndpoint",
         "CreateEndpoint",
         "RegisterScalableTarget",
         "PutScalingPolicy",

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from dry_run_requests import request_of
 from launch_constants import GPU_IMAGE_URI, IMAGE_URI, SETTINGS
 from ncf_launch.errors import LaunchError
 from ncf_launch.names import check_instance_type, image_for_instance_type, is_gpu, unique_name
-from test_launch_dry_run import request_of
 
 TRAIN = ("train", *SETTINGS, "--dry-run", "--train", "s3://ncf-data/train/")
 UNTAGGED = IMAGE_URI.removesuffix(":cpu")
