@@ -175,6 +175,15 @@ def describe_result(context: AwsContext, job_name: str) -> dict[str, Any]:
     }
 
 
+def announce(kind: str, name: str, region: str, follow_command: str) -> None:
+    """Say on stderr which job started, and how to follow or stop it from another shell."""
+    print(
+        f"{kind} {name} started in {region} (`ncf {follow_command} {name}`, `ncf stop {name}`)",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 @contextlib.contextmanager
 def role_check_refusals(settings: Settings) -> Iterator[None]:
     """Turn the SDK's role-check refusal into a one-line ``LaunchError``.
@@ -239,12 +248,7 @@ def run_train(settings: Settings, options: TrainOptions, wait: bool = True) -> d
     if context.dry_run:
         return context.dry_run_result()
     job_name = sdk.latest_training_job(trainer).training_job_name
-    print(
-        f"training job {job_name} started in {settings.region} "
-        f"(`ncf logs {job_name}`, `ncf stop {job_name}`)",
-        file=sys.stderr,
-        flush=True,
-    )
+    announce("training job", job_name, settings.region, "logs")
     if not wait:
         return {"training_job_name": job_name, "status": "InProgress"}
     return follow_training_job(context, job_name)

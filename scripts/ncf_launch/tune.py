@@ -20,7 +20,6 @@ longer one's checkpoint and report its result.
 from __future__ import annotations
 
 import contextlib
-import sys
 import time
 from dataclasses import replace
 from typing import Any
@@ -39,7 +38,7 @@ from ncf_launch.aws import AwsContext
 from ncf_launch.errors import JobEndedError, LaunchError
 from ncf_launch.options import TUNE_BASE_JOB_NAME, TuneOptions
 from ncf_launch.settings import Settings
-from ncf_launch.train import build_channels, build_trainer
+from ncf_launch.train import announce, build_channels, build_trainer
 
 
 def parse_range(name: str, spec: str) -> ParameterRange:
@@ -155,12 +154,7 @@ def run_tune(settings: Settings, options: TuneOptions, wait: bool = True) -> dic
     if context.dry_run:
         return context.dry_run_result()
     name = tuner.latest_tuning_job.hyper_parameter_tuning_job_name
-    print(
-        f"tuning job {name} started in {settings.region} "
-        f"(`ncf describe {name}`, `ncf stop {name}`)",
-        file=sys.stderr,
-        flush=True,
-    )
+    announce("tuning job", name, settings.region, "describe")
     if not wait:
         return {"tuning_job_name": name, "status": "InProgress"}
     with contextlib.suppress(FailedStatusError):  # reported below, from the job's description

@@ -128,7 +128,9 @@ def queue_old_autoscaling_restored(stubbed: StubbedAws) -> None:
     )
 
 
-def queue_previous_config_deleted(stubbed: StubbedAws) -> None:
+def queue_previous_config_read(stubbed: StubbedAws, ours: bool = True) -> None:
+    """The previous config and its model are read, then deleted when ``ours`` (project tag)."""
+    tags = PROJECT_TAGS if ours else {"Tags": [{"Key": "team", "Value": "x"}]}
     stubbed.add(
         "sagemaker",
         "describe_endpoint_config",
@@ -140,10 +142,9 @@ def queue_previous_config_deleted(stubbed: StubbedAws) -> None:
         },
         {"EndpointConfigName": OLD_CONFIG},
     )
-    stubbed.add(
-        "sagemaker", "list_tags", PROJECT_TAGS, {"ResourceArn": arn("endpoint-config", OLD_CONFIG)}
-    )
-    stubbed.add("sagemaker", "delete_endpoint_config", {}, {"EndpointConfigName": OLD_CONFIG})
+    stubbed.add("sagemaker", "list_tags", tags, {"ResourceArn": arn("endpoint-config", OLD_CONFIG)})
+    if ours:
+        stubbed.add("sagemaker", "delete_endpoint_config", {}, {"EndpointConfigName": OLD_CONFIG})
     stubbed.add(
         "sagemaker",
         "describe_model",
@@ -154,8 +155,9 @@ def queue_previous_config_deleted(stubbed: StubbedAws) -> None:
         },
         {"ModelName": OLD_MODEL},
     )
-    stubbed.add("sagemaker", "list_tags", PROJECT_TAGS, {"ResourceArn": arn("model", OLD_MODEL)})
-    stubbed.add("sagemaker", "delete_model", {}, {"ModelName": OLD_MODEL})
+    stubbed.add("sagemaker", "list_tags", tags, {"ResourceArn": arn("model", OLD_MODEL)})
+    if ours:
+        stubbed.add("sagemaker", "delete_model", {}, {"ModelName": OLD_MODEL})
 
 
 @pytest.fixture(autouse=True)
@@ -174,7 +176,7 @@ def test_a_successful_update_restores_autoscaling_and_deletes_the_old_config(
 ) -> None:
     queue_start_of_update(stubbed_aws, autoscaling=True)
     queue_final_state(stubbed_aws, endpoint_description(ENDPOINT, "InService", NEW_CONFIG, 4))
-    queue_previous_config_deleted(stubbed_aws)
+    queue_previous_config_read(stubbed_aws)
     queue_old_autoscaling_restored(stubbed_aws)
     result = ncf(*DEPLOY)
     assert result.code == 0, result.stderr
@@ -184,42 +186,38 @@ def test_a_successful_update_restores_autoscaling_and_deletes_the_old_config(
     stubbed_aws.assert_done()
 
 
-def test_a_rolled_back_update_is_a_failure_with_the_reason_and_keeps_autoscaling(
-    stubbed_aws, ncf
+ROLLED_BACK = "The primary container for production variant AllTraffic did not pass the ping check."
+FAILED = "Failed to download model data for container AllTraffic: access denied"
+
+
+@pytest.mark.parametrize(
+    ("final_status", "expected_error"),
+    [
+        # SageMaker rolls a failed blue/green update back: InService, on the OLD config.
+        (
+            "InService",
+            f"endpoint update {ENDPOINT} ended rolled back to {OLD_CONFIG}: {ROLLED_BACK}",
+        ),
+        # The waiter stops at the terminal Failed state; then the command reads the reason.
+        ("Failed", f"endpoint {ENDPOINT} ended Failed: {FAILED}"),
+    ],
+    ids=["rolled-back", "failed"],
+)
+def test_a_failed_update_says_why_exits_1_and_restores_autoscaling(
+    stubbed_aws, ncf, final_status, expected_error
 ) -> None:
-    """SageMaker rolls a failed blue/green update back: InService, on the OLD config."""
-    reason = "The primary container for production variant AllTraffic did not pass the ping check."
+    reason = ROLLED_BACK if final_status == "InService" else FAILED
     queue_start_of_update(stubbed_aws, autoscaling=True)
     queue_final_state(
-        stubbed_aws, endpoint_description(ENDPOINT, "InService", OLD_CONFIG, 4, reason=reason)
+        stubbed_aws, endpoint_description(ENDPOINT, final_status, OLD_CONFIG, 4, reason=reason)
     )
     queue_old_autoscaling_restored(stubbed_aws)
     result = ncf(*DEPLOY)
     assert result.code == 1
     assert result.stdout == ""
-    assert (
-        f"error: endpoint update {ENDPOINT} ended rolled back to {OLD_CONFIG}: {reason}"
-        in result.stderr
-    )
-    assert "Traceback" not in result.stderr
+    assert f"error: {expected_error}" in result.stderr
+    assert "Traceback" not in result.stderr and "Waiter" not in result.stderr
     stubbed_aws.assert_done()  # the old config is kept: the endpoint still runs it
-
-
-def test_an_update_that_leaves_the_endpoint_failed_says_why_and_restores_autoscaling(
-    stubbed_aws, ncf
-) -> None:
-    reason = "Failed to download model data for container AllTraffic: access denied"
-    queue_start_of_update(stubbed_aws, autoscaling=True)
-    # The waiter stops at the terminal Failed state; then the command reads the reason.
-    queue_final_state(
-        stubbed_aws, endpoint_description(ENDPOINT, "Failed", OLD_CONFIG, 4, reason=reason)
-    )
-    queue_old_autoscaling_restored(stubbed_aws)
-    result = ncf(*DEPLOY)
-    assert result.code == 1
-    assert f"error: endpoint {ENDPOINT} ended Failed: {reason}" in result.stderr
-    assert "Waiter" not in result.stderr
-    stubbed_aws.assert_done()
 
 
 def test_a_refused_update_request_restores_autoscaling(stubbed_aws, ncf) -> None:
@@ -257,7 +255,7 @@ def test_new_autoscaling_settings_replace_the_old_after_a_successful_update(
             "TargetTrackingScalingPolicyConfiguration": ANY,
         },
     )
-    queue_previous_config_deleted(stubbed_aws)
+    queue_previous_config_read(stubbed_aws)
     result = ncf(*DEPLOY, "--autoscale-min", "3", "--autoscale-max", "9")
     assert result.code == 0, result.stderr
     stubbed_aws.assert_done()
@@ -268,27 +266,7 @@ def test_an_update_without_autoscaling_deletes_only_what_this_project_made(
 ) -> None:
     queue_start_of_update(stubbed_aws, autoscaling=False)
     queue_final_state(stubbed_aws, endpoint_description(ENDPOINT, "InService", NEW_CONFIG))
-    stubbed_aws.add(
-        "sagemaker",
-        "describe_endpoint_config",
-        {
-            "EndpointConfigName": OLD_CONFIG,
-            "EndpointConfigArn": arn("endpoint-config", OLD_CONFIG),
-            "ProductionVariants": [{"VariantName": "AllTraffic", "ModelName": OLD_MODEL}],
-            "CreationTime": "2025-01-01T00:00:00Z",
-        },
-    )
-    stubbed_aws.add("sagemaker", "list_tags", {"Tags": [{"Key": "team", "Value": "x"}]})
-    stubbed_aws.add(
-        "sagemaker",
-        "describe_model",
-        {
-            "ModelName": OLD_MODEL,
-            "ModelArn": arn("model", OLD_MODEL),
-            "CreationTime": "2025-01-01T00:00:00Z",
-        },
-    )
-    stubbed_aws.add("sagemaker", "list_tags", {"Tags": []})
+    queue_previous_config_read(stubbed_aws, ours=False)
     result = ncf(*DEPLOY)
     assert result.code == 0, result.stderr
     assert result.json()["deleted"] == []

@@ -152,23 +152,22 @@ def test_a_completed_tuning_job_reports_the_best_training_job(stubbed_aws, ncf) 
     stubbed_aws.assert_done()
 
 
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [("Stopped", None), ("Failed", "No training job succeeded after 5 attempts: AlgorithmError")],
+)
 @pytest.mark.usefixtures("_fixed_tuning_job_name")
-def test_a_stopped_tuning_job_exits_1(stubbed_aws, ncf) -> None:
-    queue_tuning_run(stubbed_aws, "Stopped")
+def test_a_tuning_job_that_did_not_complete_says_why_and_exits_1(
+    stubbed_aws, ncf, status, reason
+) -> None:
+    queue_tuning_run(stubbed_aws, status, reason)
     result = ncf(*TUNE)
     assert result.code == 1
     assert result.stdout == ""
-    assert f"error: tuning job {TUNING_JOB} ended Stopped" in result.stderr
-    stubbed_aws.assert_done()
-
-
-@pytest.mark.usefixtures("_fixed_tuning_job_name")
-def test_a_failed_tuning_job_says_why(stubbed_aws, ncf) -> None:
-    reason = "No training job succeeded after 5 attempts. ClientError: AlgorithmError"
-    queue_tuning_run(stubbed_aws, "Failed", reason)
-    result = ncf(*TUNE)
-    assert result.code == 1
-    assert f"error: tuning job {TUNING_JOB} ended Failed: {reason}" in result.stderr
+    expected = (
+        f"error: tuning job {TUNING_JOB} ended {status}: {reason or 'no FailureReason given'}"
+    )
+    assert expected in result.stderr
     assert "Traceback" not in result.stderr
     stubbed_aws.assert_done()
 
