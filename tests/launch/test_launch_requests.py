@@ -87,6 +87,7 @@ def test_the_resume_key_the_launcher_relies_on_is_the_containers() -> None:
             float: lambda v: v + 0.25,
             str: lambda v: f"{v}-other",
             tuple: lambda v: (*v, 8),
+            dict: lambda v: {**v, "other_column": "categorical"},
             type(None): lambda v: "s3://other",
         }[type(value)](value)
         changed = dataclasses.replace(base, **{spec.name: other})
