@@ -108,6 +108,8 @@ def run_ours(hyperparameters: dict[str, str]) -> dict[str, Any]:
         "ndcg@10": report["test"]["ndcg"],
         "full_hr@10": report["test"].get("full_hr", float("nan")),
         "full_ndcg@10": report["test"].get("full_ndcg", float("nan")),
+        "validation": report["validation"],
+        "timings": timings,
         "best_epoch": report["best_epoch"],
         "epochs_run": epochs_run,
         "train_subprocess_seconds": train_seconds,

@@ -8,6 +8,12 @@ Three kinds of instance (ids are strings; JSON numbers are accepted as their str
   ``inference.recommender``; left out, the endpoint's defaults apply (``Reranking``).
 - ``{"user_id", "item_ids"}``: scores for these items (``ScoreRequest``).
 - ``{"item_id", "k"?}``: similar items (``SimilarRequest``).
+
+A recommend or score instance may give ``"history": ["i1", "i7"]`` (the items a
+user interacted with) instead of, or besides, ``user_id``: the model then scores
+from that history, not from what it knows of the user, so a user unknown at
+training time gets personal recommendations (families gmf, ials and ease; see
+``inference.scoring``).
 """
 
 from __future__ import annotations
@@ -33,9 +39,10 @@ RECOMMEND_FIELDS = frozenset(
         "candidate_item_ids",
         "diversity",
         "popularity_penalty",
+        "history",
     }
 )
-SCORE_FIELDS = frozenset({"user_id", "item_ids"})
+SCORE_FIELDS = frozenset({"user_id", "item_ids", "history"})
 SIMILAR_FIELDS = frozenset({"item_id", "k"})
 
 
@@ -58,23 +65,29 @@ RERANKING_RANGE = (0.0, 1.0)
 
 @dataclass(frozen=True)
 class RecommendRequest:
-    """Top-k items for ``user_id``; ``None`` re-ranking values take the endpoint's defaults."""
+    """Top-k items for ``user_id``; ``None`` re-ranking values take the endpoint's defaults.
 
-    user_id: str
+    ``history`` (item ids), when given, is what the model scores from instead of what it
+    knows of ``user_id`` (which may then be ``None`` or unknown).
+    """
+
+    user_id: str | None
     k: int = DEFAULT_K
     exclude_seen: bool = True
     exclude_item_ids: tuple[str, ...] = ()
     candidate_item_ids: tuple[str, ...] | None = None
     diversity: float | None = None
     popularity_penalty: float | None = None
+    history: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
 class ScoreRequest:
-    """Scores of ``item_ids`` for ``user_id``."""
+    """Scores of ``item_ids`` for ``user_id``, or for ``history`` when given."""
 
-    user_id: str
+    user_id: str | None
     item_ids: tuple[str, ...]
+    history: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -146,12 +159,14 @@ def parse_instance(raw: Any, where: str) -> InstanceRequest:
         raise bad_request(f"{where} must be a JSON object, got {_describe(raw)}")
     if "user_id" in raw and "item_id" in raw:
         raise bad_request(f"{where} has both user_id and item_id; send one")
-    if "user_id" in raw:
+    if "user_id" in raw or "history" in raw:
         allowed = SCORE_FIELDS if "item_ids" in raw else RECOMMEND_FIELDS
     elif "item_id" in raw:
         allowed = SIMILAR_FIELDS
     else:
-        raise bad_request(f"{where} needs user_id (recommend or score) or item_id (similar items)")
+        raise bad_request(
+            f"{where} needs user_id or history (recommend or score) or item_id (similar items)"
+        )
     unknown = sorted(set(raw) - allowed)
     if unknown:
         raise bad_request(f"{where} has unknown field(s) {unknown}; allowed: {sorted(allowed)}")
@@ -161,9 +176,12 @@ def parse_instance(raw: Any, where: str) -> InstanceRequest:
             item_id=_id(raw["item_id"], f"{where}.item_id"),
             k=_k(raw.get("k", DEFAULT_K), f"{where}.k"),
         )
-    user_id = _id(raw["user_id"], f"{where}.user_id")
+    user_id = _id(raw["user_id"], f"{where}.user_id") if "user_id" in raw else None
+    history = _ids(raw["history"], f"{where}.history") if "history" in raw else None
     if "item_ids" in raw:
-        return ScoreRequest(user_id=user_id, item_ids=_ids(raw["item_ids"], f"{where}.item_ids"))
+        return ScoreRequest(
+            user_id=user_id, item_ids=_ids(raw["item_ids"], f"{where}.item_ids"), history=history
+        )
     exclude_seen = raw.get("exclude_seen", True)
     if not isinstance(exclude_seen, bool):
         raise bad_request(
@@ -182,6 +200,7 @@ def parse_instance(raw: Any, where: str) -> InstanceRequest:
         popularity_penalty=_reranking_value(
             raw.get("popularity_penalty"), f"{where}.popularity_penalty"
         ),
+        history=history,
     )
 
 

@@ -34,10 +34,18 @@ to 1, and 0 leaves the list exactly as the plain ranking has it):
   candidate least like those already chosen.
 - Returned scores stay the model's scores; only the order changes. The
   popularity fallback of unknown users is not re-ranked.
+
+A request's ``history`` (item ids) replaces what the model knows of its user,
+known or not: the row is scored from the history (``logits_from_history`` of
+the scorer: exact for EASE, a fold-in for gmf and ials, a 400 for mlp and
+neumf), ``exclude_seen`` excludes the history's items, and the answer says
+``"from": "history"``. Unknown ids in a history are ignored; a history with no
+known item gets the popularity fallback.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,11 +53,14 @@ import numpy as np
 
 from inference.errors import bad_request
 from inference.instances import RecommendRequest, Reranking, ScoreRequest, SimilarRequest
-from inference.scoring import NcfScorer
+from inference.scoring import scorer_for
+from ncf_contract.families import HISTORY_FAMILIES
 from ncf_contract.model_dir import ModelArtifacts, load_model_dir
 from ncf_contract.ranking import top_k_matrix
 
 POPULARITY_FALLBACK = "popularity"
+#: ``"from"`` of an answer scored from the request's history.
+FROM_HISTORY = "history"
 #: Users scored per catalog matrix in ``recommend`` and ``similar``.
 RECOMMEND_CHUNK = 256
 #: Maximal marginal relevance re-ranks the best ``max(MMR_POOL_MIN, MMR_POOL_PER_K * k)``
@@ -144,7 +155,7 @@ class Recommender:
         self.artifacts = artifacts
         self.reranking = reranking or Reranking()
         self.metadata = artifacts.metadata
-        self.scorer = NcfScorer.from_artifacts(artifacts)
+        self.scorer = scorer_for(artifacts)
         self.user_ids = artifacts.user_ids
         self.item_ids = artifacts.item_ids
         self.num_items = artifacts.num_items
@@ -170,6 +181,35 @@ class Recommender:
         lookup = self.item_index.get
         return np.fromiter((p for p in map(lookup, item_ids) if p is not None), dtype=np.intp)
 
+    def _history_logits(
+        self, requests: Sequence[RecommendRequest | ScoreRequest]
+    ) -> dict[int, tuple[np.ndarray, np.ndarray | None]]:
+        """For each request with a history: its distinct known items and its logits row.
+
+        The row is ``None`` when no item of the history is known (popularity fallback).
+
+        Raises:
+            InferenceError: 400 when the model's family cannot score a history.
+        """
+        rows = [n for n, request in enumerate(requests) if request.history is not None]
+        if not rows:
+            return {}
+        if self.metadata.model_type not in HISTORY_FAMILIES:
+            raise bad_request(
+                f"history needs a model of type {', '.join(HISTORY_FAMILIES)}; "
+                f"this endpoint serves a {self.metadata.model_type} model"
+            )
+        histories = {n: np.unique(self._item_positions(requests[n].history or ())) for n in rows}
+        scored = [n for n in rows if len(histories[n])]
+        logits = (
+            list(self.scorer.logits_from_history([histories[n] for n in scored])) if scored else []
+        )
+        found: dict[int, tuple[np.ndarray, np.ndarray | None]] = {
+            n: (histories[n], None) for n in rows
+        }
+        found.update({n: (histories[n], row) for n, row in zip(scored, logits, strict=True)})
+        return found
+
     def recommend(self, requests: list[RecommendRequest]) -> list[dict[str, Any]]:
         """Top-k for each request; unknown users get the most popular items.
 
@@ -187,12 +227,27 @@ class Recommender:
     def _recommend(self, requests: list[RecommendRequest]) -> list[dict[str, Any]]:
         batch = len(requests)
         lookup = self.user_index.get
-        users = np.array([lookup(request.user_id, -1) for request in requests], dtype=np.intp)
+        histories = self._history_logits(requests)
+        users = np.array(
+            [
+                -1 if request.history is not None else lookup(request.user_id or "", -1)
+                for request in requests
+            ],
+            dtype=np.intp,
+        )
         known = users >= 0
         matrix = np.empty((batch, self.num_items), dtype=np.float32)
         if known.any():
             matrix[known] = self.scorer.logits_all_items(users[known])
-        matrix[~known] = self.popularity
+        from_history = np.zeros(batch, dtype=bool)
+        for row, (history, logits) in histories.items():
+            if logits is not None:
+                matrix[row] = logits
+                from_history[row] = True
+                if requests[row].exclude_seen:
+                    matrix[row, history] = -np.inf
+        modelled = known | from_history
+        matrix[~modelled] = self.popularity
 
         exclude_seen = known & np.array([request.exclude_seen for request in requests], dtype=bool)
         if batch == 1 and exclude_seen[0]:  # one user: a slice of the CSR, no index arithmetic
@@ -211,8 +266,8 @@ class Recommender:
 
         ks = np.array([request.k for request in requests], dtype=np.intp)
         predictions = []
-        for row, (positions, values) in enumerate(self._rank(requests, matrix, ks, known)):
-            scores = self.scorer.activate(values) if known[row] else values
+        for row, (positions, values) in enumerate(self._rank(requests, matrix, ks, modelled)):
+            scores = self.scorer.activate(values) if modelled[row] else values
             prediction: dict[str, Any] = {
                 "user_id": requests[row].user_id,
                 "items": [
@@ -220,8 +275,10 @@ class Recommender:
                     for p, s in zip(positions.tolist(), _round(scores), strict=True)
                 ],
             }
-            if not known[row]:
+            if not modelled[row]:
                 prediction["fallback"] = POPULARITY_FALLBACK
+            if requests[row].history is not None:
+                prediction["from"] = FROM_HISTORY
             predictions.append(prediction)
         return predictions
 
@@ -272,16 +329,17 @@ class Recommender:
     def score(self, requests: list[ScoreRequest]) -> list[dict[str, Any]]:
         """Scores aligned with each request's ``item_ids``; ``null`` for unknown items.
 
-        An unknown user gets each item's training popularity (interaction count)
-        and ``"fallback": "popularity"``.
+        An unknown user (or a history with no known item) gets each item's training
+        popularity (interaction count) and ``"fallback": "popularity"``.
         """
         lookup = self.item_index.get
+        histories = self._history_logits(requests)
         pair_users, pair_items, owners = [], [], []
         item_positions = []
         for n, request in enumerate(requests):
             positions = [lookup(item_id) for item_id in request.item_ids]
             item_positions.append(positions)
-            user = self.user_index.get(request.user_id)
+            user = None if request.history is not None else self.user_index.get(request.user_id)
             if user is None:
                 continue
             known_items = [p for p in positions if p is not None]
@@ -293,10 +351,17 @@ class Recommender:
         )
         cursor = 0
         predictions = []
-        for request, positions in zip(requests, item_positions, strict=True):
+        for n, (request, positions) in enumerate(zip(requests, item_positions, strict=True)):
             prediction: dict[str, Any] = {"user_id": request.user_id}
-            if request.user_id in self.user_index:
-                scores: list[float | None] = []
+            history_logits = histories[n][1] if n in histories else None
+            if n in histories:
+                prediction["from"] = FROM_HISTORY
+            scores: list[float | None] = []
+            if history_logits is not None:
+                known_items = [p for p in positions if p is not None]
+                found = iter(_round(self.scorer.activate(history_logits[known_items])))
+                scores = [None if p is None else next(found) for p in positions]
+            elif n not in histories and request.user_id in self.user_index:
                 for position in positions:
                     if position is None:
                         scores.append(None)

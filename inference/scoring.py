@@ -21,17 +21,54 @@ that involves its own users:
 - Ranking only needs logits (the sigmoid is monotonic), so ``logits_all_items``
   lets callers apply the activation to the ``k`` winners only.
 - Every array is float32 and C-contiguous so BLAS gets them without copies.
+
+``ials`` models are GMF models with an identity output layer and go through
+``NcfScorer`` unchanged. ``EaseScorer`` serves ``ease``: a user's logits are their
+``seen.npz`` row's indicator times the item-item matrix (``ncf_contract.model_dir``);
+``scorer_for`` picks the scorer by ``model_type``.
+
+A history given in a request (``logits_from_history``) is scored exactly for EASE
+(its indicator row times the item-item matrix). The dot-product families (gmf,
+ials) fold it into a user vector with one ridge least-squares step against the
+item vectors ``V`` (``FoldIn``): the user half-step of implicit ALS (Hu, Koren &
+Volinsky 2008), every item a target, 1 with confidence ``1 + α`` for a history
+item and 0 with confidence 1 for the rest::
+
+    u = (VᵀV + α V_hᵀ V_h + λ I)⁻¹ (1 + α) V_hᵀ 1
+
+For ials, α and λ are the model's own (``ials_alpha``, ``ials_regularization``),
+so ``u`` is the user vector the next ALS step would give this history. For gmf,
+``u`` lives in the user space scaled by the output kernel (``gmf_user_scaled``)
+so the score formula is unchanged; α is ``FOLD_IN_ALPHA`` and λ is
+``FOLD_IN_RELATIVE_L2`` times the mean eigenvalue of ``VᵀV`` (so it follows the
+scale of the item vectors). Such scores rank the catalog for the history; for
+gmf they are not calibrated probabilities the way a trained user's are.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
+import scipy.sparse as sp
 
-from ncf_contract.families import GMF_TOWER_FAMILIES, MLP_TOWER_FAMILIES
+from ncf_contract.families import (
+    DOT_PRODUCT_FAMILIES,
+    EASE,
+    GMF_TOWER_FAMILIES,
+    IALS,
+    MLP_TOWER_FAMILIES,
+)
 from ncf_contract.model_dir import ModelArtifacts
 from ncf_contract.ranking import unit_item_vectors
+from ncf_contract.seen import SeenItems
+
+#: The fold-in of a gmf model (ials uses its own training values): the confidence of a
+#: history item is ``1 + FOLD_IN_ALPHA``; λ is ``FOLD_IN_RELATIVE_L2`` x mean eigenvalue of VᵀV.
+FOLD_IN_ALPHA = 4.0
+FOLD_IN_RELATIVE_L2 = 0.1
 
 #: Rows (users x items) scored per MLP block: bounds the ``[rows, L0]`` intermediate
 #: (4 MB at L0 = 64) whatever the batch size.
@@ -77,6 +114,73 @@ class _MlpTower:
         return hidden @ self.output_kernel
 
 
+class Scorer(Protocol):
+    """What ``inference.recommender`` needs from a family's scorer (indices are positions)."""
+
+    num_users: int
+    num_items: int
+    #: ``[num_items, d]`` unit vectors: cosine for similar items and diversity.
+    item_vectors: np.ndarray
+
+    def activate(self, logits: np.ndarray) -> np.ndarray:
+        """Scores from logits."""
+        ...
+
+    def logits_all_items(self, user_index: np.ndarray) -> np.ndarray:
+        """``[b, num_items]`` logits of every item for each user."""
+        ...
+
+    def score_pairs(self, user_index: np.ndarray, item_index: np.ndarray) -> np.ndarray:
+        """``[n]`` scores of aligned (user, item) pairs."""
+        ...
+
+    def logits_from_history(self, histories: Sequence[np.ndarray]) -> np.ndarray:
+        """``[len(histories), num_items]`` logits for users known only by their history.
+
+        Each history is an array of distinct item positions (not empty).
+        """
+        ...
+
+
+@dataclass(frozen=True)
+class FoldIn:
+    """One ridge least-squares step from a history to a user vector (see the module docstring).
+
+    Attributes:
+        item_vectors: ``[num_items, d]`` float64 ``V``.
+        gram: ``VᵀV``, precomputed.
+        alpha: α; a history item's confidence is ``1 + α``.
+        l2: λ.
+    """
+
+    item_vectors: np.ndarray
+    gram: np.ndarray
+    alpha: float
+    l2: float
+
+    @classmethod
+    def build(cls, item_vectors: np.ndarray, alpha: float, l2: float | None) -> FoldIn:
+        """``l2=None``: ``FOLD_IN_RELATIVE_L2`` times the mean eigenvalue of ``VᵀV``."""
+        vectors = np.asarray(item_vectors, dtype=np.float64)
+        gram = vectors.T @ vectors
+        if l2 is None:
+            l2 = FOLD_IN_RELATIVE_L2 * float(np.trace(gram)) / max(1, len(gram))
+        return cls(vectors, gram, float(alpha), max(float(l2), 1e-9))
+
+    def user_vectors(self, histories: Sequence[np.ndarray]) -> np.ndarray:
+        """``[len(histories), d]`` float32 user vectors, one per history."""
+        dim = self.gram.shape[0]
+        systems = np.empty((len(histories), dim, dim))
+        targets = np.empty((len(histories), dim))
+        ridge = self.l2 * np.eye(dim)
+        for row, items in enumerate(histories):
+            vectors = self.item_vectors[items]
+            systems[row] = self.gram + self.alpha * (vectors.T @ vectors) + ridge
+            targets[row] = (1.0 + self.alpha) * vectors.sum(axis=0)
+        solved = np.linalg.solve(systems, targets[:, :, None])[:, :, 0]
+        return solved.astype(np.float32)
+
+
 class NcfScorer:
     """Scores (user, item) pairs or whole catalogs with the weights of a model directory.
 
@@ -96,6 +200,7 @@ class NcfScorer:
         mlp_user_linear: np.ndarray | None,
         mlp_item_linear: np.ndarray | None,
         item_vectors: np.ndarray,
+        fold_in: FoldIn | None = None,
     ) -> None:
         self.num_users = num_users
         self.num_items = num_items
@@ -108,6 +213,7 @@ class NcfScorer:
         self._mlp_user_linear = mlp_user_linear
         self._mlp_item_linear = mlp_item_linear
         self.item_vectors = item_vectors
+        self._fold_in = fold_in
 
     @classmethod
     def from_artifacts(cls, artifacts: ModelArtifacts) -> NcfScorer:
@@ -171,6 +277,13 @@ class NcfScorer:
         # Similar items and diversity: cosine on the unit item vectors (ncf_contract.ranking),
         # normalised once here so a query is one matrix-vector product.
         item_vectors = unit_item_vectors(item_embeddings)
+        fold_in = None
+        if meta.model_type in DOT_PRODUCT_FAMILIES and gmf_item is not None:
+            if meta.model_type == IALS:
+                alpha, l2 = meta.config.get("ials_alpha"), meta.config.get("ials_regularization")
+            else:
+                alpha, l2 = FOLD_IN_ALPHA, None
+            fold_in = FoldIn.build(gmf_item, float(alpha or FOLD_IN_ALPHA), l2)
         return cls(
             num_users=artifacts.num_users,
             num_items=artifacts.num_items,
@@ -182,6 +295,7 @@ class NcfScorer:
             mlp_user_linear=mlp_user_linear,
             mlp_item_linear=mlp_item_linear,
             item_vectors=item_vectors,
+            fold_in=fold_in,
         )
 
     def activate(self, logits: np.ndarray) -> np.ndarray:
@@ -242,3 +356,82 @@ class NcfScorer:
     def score_all_items(self, user_index: np.ndarray) -> np.ndarray:
         """Scores of every item for each user, ``[b, num_items]`` float32."""
         return self.activate(self.logits_all_items(user_index))
+
+    def logits_from_history(self, histories: Sequence[np.ndarray]) -> np.ndarray:
+        """Logits for users known by their history: the fold-in (dot-product models only).
+
+        Raises:
+            ValueError: The model is not a dot product (mlp, neumf).
+        """
+        if self._fold_in is None or self._gmf_item_t is None:
+            raise ValueError("a history can be folded into gmf and ials models only")
+        logits = self._fold_in.user_vectors(histories) @ self._gmf_item_t
+        logits += self._output_bias
+        return logits
+
+
+class EaseScorer:
+    """Scores of an EASE model: a history's indicator row times the item-item matrix ``B``.
+
+    A known user's history is their ``seen.npz`` row. Scores are linear (logits = scores).
+    Item vectors (similar items, diversity) are the unit rows of ``B``.
+    """
+
+    def __init__(self, item_item: np.ndarray, seen: SeenItems, item_vectors: np.ndarray) -> None:
+        self.item_item = _f32(item_item)
+        self.seen = seen
+        self.num_users = seen.num_users
+        self.num_items = len(self.item_item)
+        self.item_vectors = item_vectors
+
+    @classmethod
+    def from_artifacts(cls, artifacts: ModelArtifacts) -> EaseScorer:
+        """The item-item matrix, the seen items and the unit rows."""
+        return cls(
+            artifacts.weights["ease_item_item"],
+            artifacts.seen,
+            unit_item_vectors(artifacts.weights),
+        )
+
+    def activate(self, logits: np.ndarray) -> np.ndarray:
+        """Identity: EASE scores are linear."""
+        return logits
+
+    def logits_from_history(self, histories: Sequence[np.ndarray]) -> np.ndarray:
+        """``[len(histories), num_items]``: each history's indicator row times ``B``."""
+        if len(histories) == 1:  # one user: a sum of rows, no sparse matrix
+            return np.add.reduce(self.item_item[histories[0]], axis=0, keepdims=True)
+        lengths = np.fromiter((len(h) for h in histories), np.int64, len(histories))
+        indicator = sp.csr_array(
+            (
+                np.ones(int(lengths.sum()), dtype=np.float32),
+                np.concatenate(histories).astype(np.int32),
+                np.concatenate([[0], np.cumsum(lengths)]),
+            ),
+            shape=(len(histories), self.num_items),
+        )
+        return np.asarray(indicator @ self.item_item, dtype=np.float32)
+
+    def logits_all_items(self, user_index: np.ndarray) -> np.ndarray:
+        """``[b, num_items]``: each user's seen items' indicator row times ``B``."""
+        users = np.asarray(user_index, dtype=np.intp).reshape(-1)
+        return self.logits_from_history([self.seen.row(int(user)) for user in users])
+
+    def score_all_items(self, user_index: np.ndarray) -> np.ndarray:
+        """Same as ``logits_all_items``."""
+        return self.logits_all_items(user_index)
+
+    def score_pairs(self, user_index: np.ndarray, item_index: np.ndarray) -> np.ndarray:
+        """``[n]``: for each pair, the sum of ``B[seen item, item]`` over the user's seen items."""
+        users = np.asarray(user_index, dtype=np.intp).reshape(-1)
+        items = np.asarray(item_index, dtype=np.intp).reshape(-1)
+        pairs, seen_items = self.seen.cells(np.arange(len(users)), users)
+        values = self.item_item[seen_items, items[pairs]]
+        return np.bincount(pairs, weights=values, minlength=len(users)).astype(np.float32)
+
+
+def scorer_for(artifacts: ModelArtifacts) -> NcfScorer | EaseScorer:
+    """The scorer of ``artifacts.metadata.model_type``."""
+    if artifacts.metadata.model_type == EASE:
+        return EaseScorer.from_artifacts(artifacts)
+    return NcfScorer.from_artifacts(artifacts)

@@ -22,14 +22,26 @@ NCF_FAMILIES: tuple[str, ...] = ("gmf", "mlp", "neumf")
 #: A dot product of id embeddings plus item / user attribute embeddings (Keras;
 #: ``training.families.hybrid``); it exports GMF-shaped vectors plus ``item_bias``.
 HYBRID = "hybrid"
+#: Implicit alternating least squares (Hu, Koren & Volinsky 2008), with the ``implicit``
+#: library; exported as a dot product in the GMF tower's weights.
+IALS = "ials"
+#: EASE, the closed-form linear item-item auto-encoder (Steck 2019).
+EASE = "ease"
 #: Every family a model directory can hold.
-MODEL_FAMILIES: tuple[str, ...] = (*NCF_FAMILIES, HYBRID)
+MODEL_FAMILIES: tuple[str, ...] = (*NCF_FAMILIES, HYBRID, IALS, EASE)
 #: The default ``model_type``.
 DEFAULT_FAMILY = "gmf"
 
 #: Families with a GMF tower / an MLP tower.
-GMF_TOWER_FAMILIES: tuple[str, ...] = ("gmf", "neumf", HYBRID)
+GMF_TOWER_FAMILIES: tuple[str, ...] = ("gmf", "neumf", HYBRID, IALS)
 MLP_TOWER_FAMILIES: tuple[str, ...] = ("mlp", "neumf")
+#: Families whose score is a dot product of a user and an item vector: a history given in a
+#: request is folded into a user vector (see ``inference.scoring``).
+DOT_PRODUCT_FAMILIES: tuple[str, ...] = ("gmf", IALS)
+#: Families that recommend from a history given in a request (``"history": [...]``).
+HISTORY_FAMILIES: tuple[str, ...] = (*DOT_PRODUCT_FAMILIES, EASE)
+#: Families that learn from implicit feedback only (every interaction a positive).
+IMPLICIT_ONLY_FAMILIES: tuple[str, ...] = (IALS, EASE)
 
 #: Output activations a model directory may declare.
 OUTPUT_ACTIVATIONS: tuple[str, ...] = ("sigmoid", "linear")

@@ -58,6 +58,22 @@ A user unknown to the model but with attributes ``y`` (encoded as in
 ``ncf_contract.attributes``) has the vector ``y @ user_feature_embedding``
 (``[user features, d]``, present when the ``users`` channel was given).
 
+``ials`` is written as a GMF model whose output layer is the identity (``output_kernel``
+all ones ``[d, 1]``, ``output_bias`` 0, ``output_activation`` linear), so its score is the
+dot product ``gmf_user_embedding[u] @ gmf_item_embedding[i]`` of the ALS factors exactly.
+
+``ease`` has one weight, ``ease_item_item`` (float32 ``[num_items, num_items]``, zero
+diagonal), and no user parameters; a user's score row is their history's indicator row
+times it (``output_activation`` linear)::
+
+    x      = indicator row of the user's history                           [num_items]
+    score  = x @ ease_item_item                                            [num_items]
+
+During training (validation and test metrics) the history is the train split's
+interactions; a served model takes it from ``seen.npz``, that is every interaction the
+model directory holds (train, validation and test), or from a request's ``history``.
+The NCF families alone also write ``saved_model/``.
+
 Write with ``save_model_dir`` into a scratch directory and move it into place
 with ``publish_model_dir``, so a failed job never leaves a half-written model.
 """
@@ -78,6 +94,7 @@ import scipy.sparse as sp
 
 from ncf_contract.attributes import AttributeSchema
 from ncf_contract.families import (
+    EASE,
     GMF_TOWER_FAMILIES,
     HYBRID,
     MLP_TOWER_FAMILIES,
@@ -103,6 +120,7 @@ GMF_WEIGHTS = ("gmf_user_embedding", "gmf_item_embedding")
 MLP_WEIGHTS = ("mlp_user_embedding", "mlp_item_embedding")
 OUTPUT_WEIGHTS = ("output_kernel", "output_bias")
 HYBRID_WEIGHTS = ("item_bias",)
+EASE_WEIGHTS = ("ease_item_item",)
 
 
 class ArtifactError(Exception):
@@ -213,6 +231,12 @@ class ModelArtifacts:
                     f"{item_key} has {self.weights[item_key].shape[0]} rows "
                     f"but {ITEMS_FILE} has {self.num_items} items"
                 )
+        item_item = self.weights.get(EASE_WEIGHTS[0])
+        if item_item is not None and item_item.shape != (self.num_items, self.num_items):
+            raise ArtifactError(
+                f"{EASE_WEIGHTS[0]} has shape {item_item.shape} "
+                f"but {ITEMS_FILE} has {self.num_items} items (expected items x items)"
+            )
         not_finite = [name for name, array in self.weights.items() if not np.isfinite(array).all()]
         if not_finite:
             raise ArtifactError(
@@ -269,6 +293,8 @@ class ModelArtifacts:
 
 def required_weight_names(metadata: ModelMetadata) -> list[str]:
     """The weight names a model of ``metadata.model_type`` must carry."""
+    if metadata.model_type == EASE:
+        return list(EASE_WEIGHTS)
     names: list[str] = list(OUTPUT_WEIGHTS)
     if metadata.model_type in GMF_TOWER_FAMILIES:
         names += GMF_WEIGHTS

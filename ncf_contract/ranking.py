@@ -6,8 +6,10 @@
   users with it, so both produce the same lists from the same scores.
 - ``unit_item_vectors``: the item vectors of a model directory's weights, each
   tower's embedding normalised to unit length before concatenation and the
-  result normalised again. Serving's similar items and diversity re-ranking and
-  training's intra-list diversity all measure cosine on these.
+  result normalised again (for EASE, the unit rows of the item-item matrix:
+  two items are alike when they raise the same items' scores). Serving's
+  similar items and diversity re-ranking and training's intra-list diversity
+  all measure cosine on these.
 """
 
 from __future__ import annotations
@@ -61,9 +63,14 @@ def unit_item_vectors(weights: Mapping[str, np.ndarray]) -> np.ndarray:
     scale, then concatenated and normalised again: the cosine of two items is
     one dot product.
 
+    An EASE model's vectors are the unit rows of ``ease_item_item`` (row ``i`` holds what
+    item ``i`` adds to every item's score).
+
     Raises:
         ValueError: ``weights`` has no item embedding.
     """
+    if "ease_item_item" in weights:
+        return unit_rows(weights["ease_item_item"])
     parts = [
         unit_rows(weights[name])
         for name in ("gmf_item_embedding", "mlp_item_embedding")

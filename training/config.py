@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from ncf_contract.families import IMPLICIT_ONLY_FAMILIES, MODEL_FAMILIES
 from training.constraints import Constraint, parse_constraints
 from training.errors import ConfigError
 
@@ -60,7 +61,7 @@ class TrainingConfig:
     See the README's hyperparameter table for what each one means.
     """
 
-    model_type: str = field(default="gmf", metadata=_choice("gmf", "mlp", "neumf", "hybrid"))
+    model_type: str = field(default="gmf", metadata=_choice(*MODEL_FAMILIES))
     feedback: str = field(default="implicit", metadata=_choice("implicit", "explicit"))
     epochs: int = field(default=10, metadata=_int(1, 10_000))
     batch_size: int = field(default=2048, metadata=_int(1, 1 << 20))
@@ -75,6 +76,12 @@ class TrainingConfig:
     dropout: float = field(default=0.0, metadata=_float(0.0, 0.95))
     pretrain: bool = field(default=False, metadata=_BOOL)
     pretrain_epochs: int = field(default=5, metadata=_int(1, 10_000))
+    ials_factors: int = field(default=64, metadata=_int(1, 4096))
+    ials_regularization: float = field(default=0.1, metadata=_float(0.0))
+    ials_alpha: float = field(default=4.0, metadata=_float(0.0))
+    ials_iterations: int = field(default=15, metadata=_int(1, 10_000))
+    ease_l2: float = field(default=500.0, metadata=_float(0.0, low_open=True))
+    ease_max_items: int = field(default=20_000, metadata=_int(2))
     early_stopping_patience: int = field(default=2, metadata=_int(0, 10_000))
     validation_metric: str = field(default="hr", metadata=_choice("hr", "ndcg"))
     validation_constraint: str | None = field(default=None, metadata=_OPTIONAL_STR)
@@ -148,6 +155,12 @@ class TrainingConfig:
                 f"got model_type {self.model_type!r}; set model_type=neumf or pretrain=false"
             )
         parse_constraints(self.validation_constraint)
+        if self.model_type in IMPLICIT_ONLY_FAMILIES and self.feedback != "implicit":
+            raise ConfigError(
+                f"model_type {self.model_type} learns from implicit feedback only, got "
+                f"feedback {self.feedback!r}; set feedback=implicit (with min_rating to keep "
+                "only good ratings) or use model_type gmf, mlp or neumf for ratings"
+            )
         if self.model_type in ("mlp", "neumf") and self.mlp_layers[0] % 2:
             raise ConfigError(
                 f"hyperparameter mlp_layers must start with an even size (it is twice the MLP "

@@ -1,12 +1,14 @@
 """Model families: each fits on a dataset and exports into the same model directory.
 
-``family_for(model_type)`` returns the family that fits ``model_type``; see
-``training.families.base`` for the seam every family implements.
+``family_for(model_type)`` returns the family that fits ``model_type``: the NCF
+families (``ncf``: GMF, MLP, NeuMF in Keras), ``ials`` (implicit ALS) and
+``ease`` (closed-form item-item); see ``training.families.base`` for the seam
+every family implements. Only the NCF families import TensorFlow.
 """
 
 from __future__ import annotations
 
-from ncf_contract.families import HYBRID, NCF_FAMILIES
+from ncf_contract.families import EASE, HYBRID, IALS, NCF_FAMILIES
 from training.families.base import FitContext, FitResult, FittedModel, ModelFamily
 
 __all__ = ["FitContext", "FitResult", "FittedModel", "ModelFamily", "family_for"]
@@ -26,4 +28,12 @@ def family_for(model_type: str) -> ModelFamily:
         from training.families.hybrid import HybridFamily  # TensorFlow loads here
 
         return HybridFamily()
+    if model_type == IALS:
+        from training.families.ials import IalsFamily
+
+        return IalsFamily()
+    if model_type == EASE:
+        from training.families.ease import EaseFamily
+
+        return EaseFamily()
     raise ValueError(f"no model family fits model_type {model_type!r}")

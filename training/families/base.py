@@ -90,6 +90,15 @@ class FitResult:
     early_stopped: bool = False
 
 
+#: Keys of a history record that are not validation metrics.
+RECORD_KEYS = ("epoch", "train_loss", "epoch_seconds")
+
+
+def validation_of(record: dict[str, float]) -> dict[str, float]:
+    """The validation metrics of one history record."""
+    return {k: v for k, v in record.items() if k not in RECORD_KEYS}
+
+
 class ModelFamily(Protocol):
     """Fits one kind of model."""
 

@@ -27,7 +27,7 @@ from ncf_contract.model_dir import SAVED_MODEL_DIR
 from ncf_contract.ranking import unit_item_vectors
 from training.config import TrainingConfig
 from training.errors import TrainingDivergedError
-from training.families.base import FitContext, FitResult, FittedModel
+from training.families.base import FitContext, FitResult, FittedModel, validation_of
 from training.families.ncf_model import NCF
 from training.objectives import Examples, Objective, Scorer
 from training.signals import StopFlag
@@ -338,9 +338,7 @@ class NcfFamily:
             model=self.fitted(model),
             history=state.history,
             best_epoch=state.best_epoch,
-            validation={
-                k: v for k, v in best.items() if k not in ("epoch", "train_loss", "epoch_seconds")
-            },
+            validation=validation_of(best),
             timings=timings,
             resumed_from_epoch=resumed_from,
             early_stopped=state.early_stopped,

@@ -1,0 +1,131 @@
+"""Every family's exported model is served with the scores the family itself predicts.
+
+Each family is fitted on synthetic data by ``training.trainer.train``, written
+with ``training.export`` (``ncf_contract.model_dir``), loaded back as the server
+loads it (``Recommender.from_model_dir``) and compared with the fitted model's
+own scorer. EASE scores from each user's history: the train split while the job
+evaluates, ``seen.npz`` (every interaction) when served, so its served scores
+are compared with the fitted ``B`` applied to ``seen.npz``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from inference.instances import RecommendRequest, SimilarRequest
+from inference.recommender import Recommender
+from inference.scoring import EaseScorer, NcfScorer
+from training import export
+from training.config import TrainingConfig
+from training.dataset import Dataset, build_dataset
+from training.families.base import FittedModel
+from training.families.ease import EaseScorer as TrainingEaseScorer
+from training.families.ease import FittedEase
+from training.synthetic import make_interactions
+from training.trainer import train
+
+HYPERPARAMETERS: dict[str, dict[str, object]] = {
+    "gmf": {"model_type": "gmf", "epochs": 2, "batch_size": 256, "gmf_dim": 8},
+    "neumf": {
+        "model_type": "neumf",
+        "epochs": 2,
+        "batch_size": 256,
+        "gmf_dim": 8,
+        "mlp_layers": [16, 8],
+    },
+    "ials": {"model_type": "ials", "ials_factors": 8, "ials_iterations": 3},
+    "ease": {"model_type": "ease", "ease_l2": 20.0},
+}
+
+
+@pytest.fixture(scope="module")
+def dataset() -> Dataset:
+    # A test channel too, so seen.npz (train + validation + test) differs from train_seen.
+    frame = make_interactions(num_users=60, num_items=40, interactions_per_user=10)
+    last = frame.groupby("user_id").tail(1).index
+    return build_dataset(frame.drop(index=last), None, frame.loc[last], seed=0)
+
+
+def fit_and_serve(
+    model_type: str, dataset: Dataset, directory: Path
+) -> tuple[FittedModel, Recommender]:
+    if model_type in ("gmf", "neumf"):
+        pytest.importorskip("keras")
+    config = TrainingConfig.from_hyperparameters(HYPERPARAMETERS[model_type])
+    result = train(config, dataset, directory / "checkpoints", emit=lambda line: None)
+    assert result.model is not None
+    artifacts = export.build_artifacts(result.model, config, dataset, {"test": result.test})
+    export.write_model(directory / "model", artifacts, result.model)
+    return result.model, Recommender.from_model_dir(directory / "model")
+
+
+def family_scorer(model: FittedModel, dataset: Dataset):
+    """The fitted model's own scores, with the history serving uses for EASE."""
+    if isinstance(model, FittedEase):
+        return TrainingEaseScorer(model.item_item, dataset.all_seen)
+    return model.scorer
+
+
+@pytest.mark.parametrize("model_type", ["gmf", "neumf", "ials", "ease"])
+def test_served_scores_are_the_family_scores(
+    model_type: str, dataset: Dataset, tmp_path: Path
+) -> None:
+    model, recommender = fit_and_serve(model_type, dataset, tmp_path)
+    expected_scorer = EaseScorer if model_type == "ease" else NcfScorer
+    assert isinstance(recommender.scorer, expected_scorer)
+    assert recommender.metadata.model_type == model_type
+    own = family_scorer(model, dataset)
+    users = np.arange(dataset.num_users)
+
+    expected = np.asarray(own.score_all_items(users), dtype=np.float64)
+    served = recommender.scorer.score_all_items(users)
+    np.testing.assert_allclose(served, expected, rtol=1e-4, atol=1e-5)
+
+    rng = np.random.default_rng(0)
+    pair_users = rng.integers(dataset.num_users, size=300)
+    pair_items = rng.integers(dataset.num_items, size=300)
+    np.testing.assert_allclose(
+        recommender.scorer.score_pairs(pair_users, pair_items),
+        own.score_pairs(pair_users, pair_items),
+        rtol=1e-4,
+        atol=1e-5,
+    )
+
+    # A recommendation is the family's ranking of the items the user has not seen.
+    user = 7
+    row = expected[user].copy()
+    row[dataset.all_seen.row(user)] = -np.inf
+    best = np.argsort(-row, kind="stable")[:5]
+    [answer] = recommender.recommend([RecommendRequest(user_id=str(dataset.users.ids[user]), k=5)])
+    assert [item["item_id"] for item in answer["items"]] == list(dataset.items.ids[best])
+    np.testing.assert_allclose(
+        [item["score"] for item in answer["items"]], expected[user, best], rtol=1e-4, atol=1e-5
+    )
+
+
+def test_ials_is_served_as_an_exact_dot_product(dataset: Dataset, tmp_path: Path) -> None:
+    model, recommender = fit_and_serve("ials", dataset, tmp_path)
+    weights = model.model_weights()
+    expected = weights["gmf_user_embedding"] @ weights["gmf_item_embedding"].T
+    np.testing.assert_allclose(
+        recommender.scorer.score_all_items(np.arange(dataset.num_users)),
+        expected,
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    assert recommender.metadata.output_activation == "linear"
+
+
+def test_ease_similar_items_are_the_closest_unit_rows(dataset: Dataset, tmp_path: Path) -> None:
+    model, recommender = fit_and_serve("ease", dataset, tmp_path)
+    assert isinstance(model, FittedEase)
+    rows = model.item_item.astype(np.float64)
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    cosine = rows @ rows[3]
+    cosine[3] = -np.inf
+    expected = list(dataset.items.ids[np.argsort(-cosine, kind="stable")[:4]])
+    [answer] = recommender.similar([SimilarRequest(str(dataset.items.ids[3]), k=4)], ["instance"])
+    assert [item["item_id"] for item in answer["items"]] == expected
