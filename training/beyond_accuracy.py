@@ -26,6 +26,7 @@ case and against figures the reference implementations produced.
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 
 from ncf_contract.ranking import unit_rows
 
@@ -153,7 +154,7 @@ def novelty(lists: np.ndarray, popularity: np.ndarray) -> float:
     return float(information[recommended].mean())
 
 
-def intra_list_diversity(lists: np.ndarray, vectors: np.ndarray) -> float:
+def intra_list_diversity(lists: np.ndarray, vectors: np.ndarray | sp.spmatrix) -> float:
     """Mean over users of ``1 -`` the mean cosine similarity of the pairs in their list.
 
     Recommenders' ``diversity`` with ``item_sim_measure="item_feature_vector"``
@@ -164,20 +165,41 @@ def intra_list_diversity(lists: np.ndarray, vectors: np.ndarray) -> float:
 
     Args:
         lists: ``[users, k]`` item indices (``-1`` empty).
-        vectors: ``[num_items, d]`` item vectors (model embeddings or attributes).
+        vectors: ``[num_items, d]`` item vectors (model embeddings), dense, or a
+            ``scipy.sparse`` matrix (item attributes, e.g. TF-IDF rows).
     """
-    unit = unit_rows(np.asarray(vectors))
-    lists = _check_lists(lists, len(unit))
+    unit: np.ndarray | sp.csr_matrix
+    if sp.issparse(vectors):
+        unit = sp.csr_matrix(vectors, dtype=np.float64)
+        norms = np.sqrt(np.asarray(unit.multiply(unit).sum(axis=1)).ravel())
+        unit = sp.csr_matrix(sp.diags(1.0 / np.maximum(norms, 1e-12)) @ unit)
+    else:
+        unit = unit_rows(np.asarray(vectors))
+    lists = _check_lists(lists, unit.shape[0])
     diversities = []
     for start in range(0, len(lists), _ILD_BLOCK_USERS):
         block = lists[start : start + _ILD_BLOCK_USERS]
         valid = block >= 0
-        gathered = unit[np.maximum(block, 0)] * valid[:, :, None]  # [b, k, d], empty slots 0
-        summed = gathered.sum(axis=1, dtype=np.float64)  # [b, d]
         lengths = valid.sum(axis=1)
         # Sum over ordered pairs i != j of <v_i, v_j> = |sum v|^2 - sum |v_i|^2.
-        squared_norms = np.einsum("bkd,bkd->b", gathered, gathered, dtype=np.float64)
-        pair_sums = np.einsum("bd,bd->b", summed, summed) - squared_norms
+        if isinstance(unit, np.ndarray):
+            gathered = unit[np.maximum(block, 0)] * valid[:, :, None]  # [b, k, d], empty 0
+            summed = gathered.sum(axis=1, dtype=np.float64)  # [b, d]
+            squared_norms = np.einsum("bkd,bkd->b", gathered, gathered, dtype=np.float64)
+            pair_sums = np.einsum("bd,bd->b", summed, summed) - squared_norms
+        else:
+            # Sparse: one [b, b * k] 0/1 matrix sums each user's rows (empty slots weigh 0).
+            rows = unit[np.maximum(block, 0).ravel()]
+            owner = sp.csr_matrix(
+                (
+                    valid.ravel().astype(np.float64),
+                    (np.repeat(np.arange(len(block)), block.shape[1]), np.arange(block.size)),
+                ),
+                shape=(len(block), block.size),
+            )
+            summed = owner @ rows
+            squared_norms = owner @ np.asarray(rows.multiply(rows).sum(axis=1)).ravel()
+            pair_sums = np.asarray(summed.multiply(summed).sum(axis=1)).ravel() - squared_norms
         users = lengths >= 2
         pairs = lengths[users] * (lengths[users] - 1)
         diversities.append(1.0 - pair_sums[users] / pairs)
@@ -227,7 +249,7 @@ def beyond_accuracy_metrics(
     lists: np.ndarray,
     popularity: np.ndarray,
     item_vectors: np.ndarray | None,
-    item_attributes: np.ndarray | None = None,
+    item_attributes: np.ndarray | sp.spmatrix | None = None,
 ) -> dict[str, float]:
     """Every metric of this module for one set of top-k lists.
 
@@ -236,8 +258,8 @@ def beyond_accuracy_metrics(
         popularity: ``[num_items]`` training interactions per item.
         item_vectors: ``[num_items, d]`` the model's item vectors (for ``ild``;
             ``None`` for a model without any: no ``ild``).
-        item_attributes: ``[num_items, a]`` item attribute vectors (for
-            ``ild_attributes``), if the data has any.
+        item_attributes: ``[num_items, a]`` item attribute vectors, dense or
+            ``scipy.sparse`` (for ``ild_attributes``), if the data has any.
 
     Returns:
         ``{coverage, distributional_coverage, gini, novelty, ild, arp, aplt}``
@@ -261,7 +283,9 @@ def beyond_accuracy_metrics(
             raise ValueError(f"{len(item_vectors)} item vectors for {num_items} items")
         metrics[ILD] = intra_list_diversity(lists, item_vectors)
     if item_attributes is not None:
-        if len(item_attributes) != num_items:
-            raise ValueError(f"{len(item_attributes)} item attribute rows for {num_items} items")
+        if item_attributes.shape[0] != num_items:
+            raise ValueError(
+                f"{item_attributes.shape[0]} item attribute rows for {num_items} items"
+            )
         metrics[ILD_ATTRIBUTES] = intra_list_diversity(lists, item_attributes)
     return metrics

@@ -19,6 +19,7 @@ from itertools import chain
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from ncf_contract.ranking import top_k_matrix
 from ncf_contract.seen import SeenItems
@@ -267,7 +268,7 @@ def compare_lists(
     k: int,
     popularity: np.ndarray,
     item_vectors: np.ndarray | None,
-    item_attributes: np.ndarray | None = None,
+    item_attributes: np.ndarray | sp.spmatrix | None = None,
 ) -> ListComparison:
     """Top-k lists of the model and of popularity for ``users``, and their beyond-accuracy figures.
 

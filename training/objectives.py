@@ -187,6 +187,7 @@ class Objective(ABC):
             users, exclude = self.dataset.test.user_index, self.known_before_test
         else:
             return None
+        attributes = self.dataset.item_attributes
         return evaluation.compare_lists(
             scorer.score_all_items,
             users,
@@ -194,6 +195,8 @@ class Objective(ABC):
             self.config.top_k,
             self.dataset.item_popularity,
             item_vectors,
+            # ild_attributes: cosine on the items' attribute content (unit TF-IDF rows).
+            None if attributes is None else attributes.content,
         )
 
     @abstractmethod

@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from ncf_contract.seen import SeenItems
 from training import beyond_accuracy as ba
@@ -63,6 +64,17 @@ def test_intra_list_diversity_is_one_minus_mean_pairwise_cosine():
     assert ba.intra_list_diversity(LISTS, VECTORS) == pytest.approx((0.4 + 1.0) / 2)
     # Three items: cosines 0.6, 0.0, 0.8 -> 1 - 1.4 / 3.
     assert ba.intra_list_diversity(np.array([[0, 1, 2]]), VECTORS) == pytest.approx(1 - 1.4 / 3)
+
+
+def test_intra_list_diversity_on_sparse_attributes_equals_dense():
+    sparse = sp.csr_matrix(VECTORS)
+    assert ba.intra_list_diversity(LISTS, sparse) == pytest.approx(0.7)
+    rng = np.random.default_rng(3)
+    attributes = (rng.random((5, 7)) < 0.4) * rng.random((5, 7))
+    lists = np.array([[0, 1, 2], [3, 4, -1], [2, -1, -1]])
+    assert ba.intra_list_diversity(lists, sp.csr_matrix(attributes)) == pytest.approx(
+        ba.intra_list_diversity(lists, attributes)
+    )
 
 
 def test_intra_list_diversity_streams_in_blocks(monkeypatch):

@@ -55,26 +55,33 @@ from training.dataset import build_dataset  # noqa: E402
 from training.synthetic import make_interactions  # noqa: E402
 from training.trainer import TrainingResult, train  # noqa: E402
 
-SETTINGS = {
-    "epochs": 5,
-    "learning_rate": 0.02,
-    "learning_rate_decay": 1.0,
-    "gmf_dim": 8,
-    "batch_size": 256,
-    "early_stopping_patience": 0,
+SETTINGS: dict[str, dict[str, object]] = {
+    "gmf": {
+        "model_type": "gmf",
+        "epochs": 5,
+        "learning_rate": 0.02,
+        "learning_rate_decay": 1.0,
+        "gmf_dim": 8,
+        "batch_size": 256,
+        "early_stopping_patience": 0,
+    },
+    "ials": {"model_type": "ials", "ials_iterations": 6, "ials_factors": 8},
 }
 
 
-def run(tmp_path: Path, name: str, constraint: str) -> TrainingResult:
-    config = TrainingConfig.from_hyperparameters({**SETTINGS, "validation_constraint": constraint})
+def run(tmp_path: Path, name: str, constraint: str, family: str = "gmf") -> TrainingResult:
+    config = TrainingConfig.from_hyperparameters(
+        {**SETTINGS[family], "validation_constraint": constraint}
+    )
     interactions = make_interactions(num_users=60, num_items=40, interactions_per_user=10)
     dataset = build_dataset(interactions, None, None, seed=config.seed)
     return train(config, dataset, tmp_path / name, emit=lambda line: None)
 
 
-def test_a_constraint_changes_the_chosen_epoch(tmp_path: Path) -> None:
+@pytest.mark.parametrize("family", ["gmf", "ials"])
+def test_a_constraint_changes_the_chosen_epoch(tmp_path: Path, family: str) -> None:
     # "coverage>=0" holds for every epoch: the unconstrained choice, with coverage recorded.
-    free = run(tmp_path, "free", "coverage>=0")
+    free = run(tmp_path, "free", "coverage>=0", family)
     history = free.fit.history
     chosen = free.fit.best_epoch
     assert chosen == max(history, key=lambda r: (r["hr"], -r["epoch"]))["epoch"]
@@ -88,7 +95,7 @@ def test_a_constraint_changes_the_chosen_epoch(tmp_path: Path) -> None:
     else:
         bound = max(coverage[e] for e in others if coverage[e] < coverage[chosen])
         constraint, eligible = f"coverage<={bound!r}", {e for e in coverage if coverage[e] <= bound}
-    constrained = run(tmp_path, "constrained", constraint)
+    constrained = run(tmp_path, "constrained", constraint, family)
     assert [r["hr"] for r in constrained.fit.history] == [r["hr"] for r in history]  # same run
     expected = int(
         max((r for r in history if r["epoch"] in eligible), key=lambda r: (r["hr"], -r["epoch"]))[
@@ -102,6 +109,27 @@ def test_a_constraint_changes_the_chosen_epoch(tmp_path: Path) -> None:
     )
 
 
-def test_no_epoch_meeting_the_constraint_is_a_user_facing_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize("family", ["gmf", "ials"])
+def test_no_epoch_meeting_the_constraint_is_a_user_facing_error(
+    tmp_path: Path, family: str
+) -> None:
     with pytest.raises(ConstraintNotMetError, match=r"coverage>=1\.5.*closest: coverage"):
-        run(tmp_path, "impossible", "coverage>=1.5")
+        run(tmp_path, "impossible", "coverage>=1.5", family)
+
+
+def test_item_attributes_give_intra_list_diversity_on_attributes(tmp_path: Path) -> None:
+    from training.attributes import attach_attributes
+    from training.synthetic import make_item_attributes
+
+    config = TrainingConfig.from_hyperparameters(SETTINGS["ials"])
+    dataset = build_dataset(make_interactions(), None, None, seed=config.seed)
+    dataset = attach_attributes(dataset, make_item_attributes(), None, config)
+    result = train(config, dataset, tmp_path, emit=lambda line: None)
+    for split in result.comparison.values():
+        for system in ("model", "popularity"):
+            assert 0.0 <= split[system]["ild_attributes"] <= 1.0
+            assert "ild" in split[system]
+    # Items of one taste cluster share their genre and title word: a model that learned the
+    # clusters recommends alike items, so its lists are less diverse in attributes.
+    validation = result.comparison["validation"]
+    assert validation["model"]["ild_attributes"] < validation["popularity"]["ild_attributes"]

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 
 import numpy as np
 import scipy.sparse as sp
@@ -32,6 +33,7 @@ from threadpoolctl import threadpool_limits
 
 from ncf_contract.families import IALS
 from ncf_contract.metric_lines import format_metric_line
+from ncf_contract.ranking import unit_rows
 from training.config import TrainingConfig
 from training.dataset import Dataset
 from training.families.base import FitContext, FitResult, FittedModel, validation_of
@@ -150,7 +152,10 @@ class IalsFamily:
             timings["training"] += fitted - started
             user_factors = np.asarray(model.user_factors, dtype=np.float32)
             item_factors = np.asarray(model.item_factors, dtype=np.float32)
-            validation = objective.validation_metrics(DotProductScorer(user_factors, item_factors))
+            validation = objective.validation_metrics(
+                DotProductScorer(user_factors, item_factors),
+                partial(unit_rows, item_factors),
+            )
             timings["validation"] += time.perf_counter() - fitted
             record = {
                 "epoch": iteration,
@@ -170,9 +175,13 @@ class IalsFamily:
                 )
             )
             value = validation[objective.selection_metric]
-            if best is None or objective.is_better(value, best[0]):
+            eligible = objective.meets_constraints(validation)  # validation_constraint
+            if eligible and (best is None or objective.is_better(value, best[0])):
                 best = (value, iteration, user_factors.copy(), item_factors.copy())
-        assert best is not None  # ials_iterations >= 1
+        if best is None:  # no iteration met validation_constraint: the trainer reports it
+            return FitResult(
+                model=FittedIals(user_factors, item_factors), history=history, timings=timings
+            )
         _, best_iteration, user_factors, item_factors = best
         logger.info("ials: best validation at iteration %d", best_iteration)
         return FitResult(
