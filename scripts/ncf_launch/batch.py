@@ -16,7 +16,7 @@ from ncf_launch.aws import AwsContext
 from ncf_launch.errors import JobEndedError, LaunchError
 from ncf_launch.hosting import create_model, resolve_model_data, wait_for
 from ncf_launch.names import check_instance_type, unique_name
-from ncf_launch.options import BATCH_STRATEGIES, BatchOptions, DeployOptions
+from ncf_launch.options import BATCH_BASE_JOB_NAME, BATCH_STRATEGIES, BatchOptions, DeployOptions
 from ncf_launch.settings import Settings, check_s3_uri
 
 
@@ -41,7 +41,9 @@ def run_batch(settings: Settings, options: BatchOptions, wait: bool = True) -> d
     if not model_name:
         settings.require_image_uri()
         settings.require_role_arn()
-        model_data = resolve_model_data(context, options.model_data, options.training_job)
+        model_data = resolve_model_data(
+            context, options.model_data, options.training_job, options.best_of
+        )
         model_name = create_model(
             client,
             settings,
@@ -50,7 +52,7 @@ def run_batch(settings: Settings, options: BatchOptions, wait: bool = True) -> d
             instance_type,
             local=False,
         )
-    job_name = unique_name("ncf-batch")
+    job_name = unique_name(BATCH_BASE_JOB_NAME)
     client.create_transform_job(
         **create_transform_job_request(
             job_name, model_name, instance_type, output_uri, options, settings.boto_tags()

@@ -19,11 +19,22 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ncf_launch.aws import AwsContext
 from ncf_launch.batch import run_batch
 from ncf_launch.cleanup import run_cleanup, run_list
 from ncf_launch.deploy import run_deploy
 from ncf_launch.errors import JobEndedError, LaunchError
 from ncf_launch.invoke import build_body, format_predictions, run_invoke
+from ncf_launch.jobs import (
+    KINDS,
+    LOGGED_KINDS,
+    STOPPABLE_KINDS,
+    check_kind,
+    kind_of,
+    run_describe,
+    run_logs,
+    run_stop,
+)
 from ncf_launch.options import (
     BATCH_STRATEGIES,
     DEFAULT_ENDPOINT_NAME,
@@ -126,9 +137,30 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _model_arguments(parser: argparse.ArgumentParser) -> None:
-    source = parser.add_argument_group("model (default: the latest completed ncf-train job)")
+    group = parser.add_argument_group("model (default: the latest completed ncf-train job)")
+    source = group.add_mutually_exclusive_group()
     source.add_argument("--model-data", help="s3://.../model.tar.gz (file://... with --local)")
     source.add_argument("--training-job", help="take the model of this training job")
+    source.add_argument(
+        "--best-of", metavar="TUNING_JOB", help="take the model of this tuning job's best trial"
+    )
+
+
+def _job_command(
+    command: Callable[[str, str], argparse.ArgumentParser],
+    name: str,
+    text: str,
+    kinds: Sequence[str],
+) -> argparse.ArgumentParser:
+    sub = command(name, text)
+    sub.add_argument("name", metavar="NAME", help="job or endpoint name")
+    sub.add_argument(
+        "--kind",
+        choices=kinds,
+        help="what NAME is (default: from ncf's naming: ncf-train-*, ncf-tune-*, ncf-batch-*, "
+        "else an endpoint)",
+    )
+    return sub
 
 
 def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat list of flags
@@ -259,6 +291,22 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat list 
     )
 
     command("list", "list everything tagged project=ncf-sagemaker in the region")
+
+    _job_command(
+        command,
+        "describe",
+        "status, final metrics and FailureReason of a job or endpoint, as JSON",
+        KINDS,
+    )
+    _job_command(command, "stop", "stop a training, tuning or batch job", STOPPABLE_KINDS)
+    logs = _job_command(
+        command, "logs", "print the CloudWatch log lines of a job or endpoint", LOGGED_KINDS
+    )
+    logs.add_argument(
+        "--follow",
+        action="store_true",
+        help="training job: stream its logs until it ends, then report it (as ncf train does)",
+    )
     return parser
 
 
@@ -326,6 +374,7 @@ def deploy_options_from(args: argparse.Namespace) -> DeployOptions:
         endpoint_name=args.endpoint_name,
         model_data=args.model_data,
         training_job=args.training_job,
+        best_of=args.best_of,
         instance_type=args.instance_type,
         instance_count=args.instance_count,
         workers=args.workers,
@@ -346,6 +395,7 @@ def batch_options_from(args: argparse.Namespace) -> BatchOptions:
         model_name=args.model_name,
         model_data=args.model_data,
         training_job=args.training_job,
+        best_of=args.best_of,
         instance_type=args.instance_type,
         instance_count=args.instance_count,
         batch_strategy=args.batch_strategy,
@@ -377,7 +427,16 @@ def serve_locally(settings: Settings, args: argparse.Namespace) -> dict[str, Any
     return {"stopped": names["endpoint_name"]}
 
 
-def dispatch(args: argparse.Namespace) -> Any:  # noqa: PLR0911 - one branch per command
+def follow_logs(settings: Settings, name: str, kind: str | None) -> dict[str, Any]:
+    """``ncf logs --follow``: stream a training job's logs until it ends, then report it."""
+    check_kind(kind_of(name, kind), ("training",), "logs --follow", name)
+    # Lazy: following a job reads its logs through the SageMaker SDK (seconds to import).
+    from ncf_launch.train import follow_training_job
+
+    return follow_training_job(AwsContext(settings), name)
+
+
+def dispatch(args: argparse.Namespace) -> Any:  # noqa: PLR0911, PLR0912 - one branch per command
     """Run the parsed command; returns what to print."""
     settings = settings_from(args)
     wait = not getattr(args, "no_wait", False)
@@ -423,6 +482,14 @@ def dispatch(args: argparse.Namespace) -> Any:  # noqa: PLR0911 - one branch per
         )
     if args.command == "list":
         return run_list(settings)
+    if args.command == "describe":
+        return run_describe(settings, args.name, args.kind)
+    if args.command == "stop":
+        return run_stop(settings, args.name, args.kind)
+    if args.command == "logs":
+        if args.follow:
+            return follow_logs(settings, args.name, args.kind)
+        return run_logs(settings, args.name, args.kind)
     raise LaunchError(f"unknown command {args.command}")
 
 

@@ -132,7 +132,9 @@ def run_deploy(settings: Settings, options: DeployOptions, wait: bool = True) ->
             f"endpoint {options.endpoint_name} has autoscaling, which is registered again once "
             "the update is done: drop --no-wait"
         )
-    model_data = resolve_model_data(context, options.model_data, options.training_job)
+    model_data = resolve_model_data(
+        context, options.model_data, options.training_job, options.best_of
+    )
     model_name = create_model(
         client,
         settings,

@@ -28,9 +28,15 @@ from ncf_launch.settings import Settings, check_s3_uri
 
 
 def resolve_model_data(
-    context: AwsContext, model_data: str | None, training_job: str | None
+    context: AwsContext,
+    model_data: str | None,
+    training_job: str | None,
+    best_of: str | None = None,
 ) -> str:
-    """The model artifact: given, from a named training job, or from the latest completed one.
+    """The model artifact: given, or from a training job.
+
+    The training job is ``training_job``, the best training job of the tuning job
+    ``best_of``, or the latest completed ``ncf-train-*`` job.
 
     Raises:
         LaunchError: Nothing found, or the job did not complete.
@@ -40,6 +46,13 @@ def resolve_model_data(
             return model_data
         return check_s3_uri(model_data, "--model-data")
     client = context.client("sagemaker")
+    if best_of:
+        best = client.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=best_of).get(
+            "BestTrainingJob"
+        )
+        if not best:
+            raise LaunchError(f"tuning job {best_of} has no best training job (yet)")
+        training_job = best["TrainingJobName"]
     if not training_job:
         jobs = client.list_training_jobs(
             # Tuning trials (ncf-tune-...) would otherwise fill the page of ten.

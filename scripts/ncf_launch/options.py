@@ -25,6 +25,7 @@ S3_DISTRIBUTIONS = ("FullyReplicated", "ShardedByS3Key")
 MULTI_WORKER_DISTRIBUTION = "multi_worker_mirrored"
 TRAIN_BASE_JOB_NAME = "ncf-train"
 TUNE_BASE_JOB_NAME = "ncf-tune"
+BATCH_BASE_JOB_NAME = "ncf-batch"
 DEFAULT_ENDPOINT_NAME = "ncf-endpoint"
 #: Host port of a local-mode endpoint (the container's own port is always 8080).
 DEFAULT_LOCAL_PORT = 8080
@@ -170,6 +171,8 @@ class DeployOptions:
     endpoint_name: str = DEFAULT_ENDPOINT_NAME
     model_data: str | None = None
     training_job: str | None = None
+    #: A tuning job: host its best training job's model.
+    best_of: str | None = None
     instance_type: str = "ml.c5.xlarge"
     instance_count: int = 1
     workers: int | None = None
@@ -220,6 +223,7 @@ class BatchOptions:
     model_name: str | None = None
     model_data: str | None = None
     training_job: str | None = None
+    best_of: str | None = None
     instance_type: str = "ml.c5.xlarge"
     instance_count: int = 1
     batch_strategy: str = "MultiRecord"

@@ -135,16 +135,37 @@ class ApiRecorder:
             created = self._created(
                 "CreateHyperParameterTuningJob", "HyperParameterTuningJobName", name
             )
+            arn = f"arn:aws:sagemaker:dry-run:{DRY_RUN_ACCOUNT}:hyper-parameter-tuning-job/{name}"
             if created is not None:
                 return 200, {
                     **created,
-                    "HyperParameterTuningJobArn": f"arn:aws:sagemaker:dry-run:{DRY_RUN_ACCOUNT}"
-                    f":hyper-parameter-tuning-job/{name}",
+                    "HyperParameterTuningJobArn": arn,
                     "HyperParameterTuningJobStatus": "InProgress",
                     "CreationTime": now,
                     "TrainingJobStatusCounters": {},
                     "ObjectiveStatusCounters": {},
                 }
+            # An existing job named on the command line (--best-of): assume it completed.
+            best = f"{name}-001-dryrun00"
+            return 200, {
+                "HyperParameterTuningJobName": name,
+                "HyperParameterTuningJobArn": arn,
+                "HyperParameterTuningJobConfig": {
+                    "Strategy": "Bayesian",
+                    "ResourceLimits": {"MaxParallelTrainingJobs": 1},
+                },
+                "HyperParameterTuningJobStatus": "Completed",
+                "CreationTime": now,
+                "TrainingJobStatusCounters": {},
+                "ObjectiveStatusCounters": {},
+                "BestTrainingJob": {
+                    "TrainingJobName": best,
+                    "TrainingJobArn": f"arn:aws:sagemaker:dry-run:{DRY_RUN_ACCOUNT}:job/{best}",
+                    "CreationTime": now,
+                    "TrainingJobStatus": "Completed",
+                    "TunedHyperParameters": {},
+                },
+            }
         if operation.startswith(("Describe", "Get")) and service == "sagemaker":
             return 400, {
                 "Error": {"Code": "ValidationException", "Message": "Could not find (dry run)"}

@@ -35,6 +35,7 @@ from ncf_contract.metric_lines import METRIC_DEFINITIONS
 from ncf_launch import sdk
 from ncf_launch.aws import AwsContext
 from ncf_launch.errors import JobEndedError, LaunchError
+from ncf_launch.jobs import describe_training_job
 from ncf_launch.names import check_instance_type, image_for_instance_type, unique_name
 from ncf_launch.options import TrainOptions
 from ncf_launch.settings import Settings
@@ -159,22 +160,6 @@ def build_trainer(
     return trainer.with_metric_definitions(metric_definitions())
 
 
-def describe_result(context: AwsContext, job_name: str) -> dict[str, Any]:
-    """Status, final metrics and model artifact of a training job."""
-    description = context.client("sagemaker").describe_training_job(TrainingJobName=job_name)
-    return {
-        "training_job_name": job_name,
-        "status": description.get("TrainingJobStatus"),
-        "failure_reason": description.get("FailureReason"),
-        "final_metrics": {
-            metric["MetricName"]: metric["Value"]
-            for metric in description.get("FinalMetricDataList", [])
-        },
-        "model_artifact": description.get("ModelArtifacts", {}).get("S3ModelArtifacts"),
-        "billable_seconds": description.get("BillableTimeInSeconds"),
-    }
-
-
 def announce(kind: str, name: str, region: str, follow_command: str) -> None:
     """Say on stderr which job started, and how to follow or stop it from another shell."""
     print(
@@ -229,7 +214,7 @@ def follow_training_job(context: AwsContext, job_name: str) -> dict[str, Any]:
             flush=True,
         )
         raise
-    result = describe_result(context, job_name)
+    result = describe_training_job(context.client("sagemaker"), job_name)
     if result["status"] != "Completed":
         raise JobEndedError("training job", job_name, result["status"], result["failure_reason"])
     return result

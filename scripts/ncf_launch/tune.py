@@ -36,6 +36,7 @@ from sagemaker.train.tuner import HyperparameterTuner
 from ncf_contract.metric_lines import METRIC_DEFINITIONS, OBJECTIVE_METRIC
 from ncf_launch.aws import AwsContext
 from ncf_launch.errors import JobEndedError, LaunchError
+from ncf_launch.jobs import describe_tuning_job
 from ncf_launch.options import TUNE_BASE_JOB_NAME, TuneOptions
 from ncf_launch.settings import Settings
 from ncf_launch.train import announce, build_channels, build_trainer
@@ -163,18 +164,3 @@ def run_tune(settings: Settings, options: TuneOptions, wait: bool = True) -> dic
     if result["status"] != "Completed":
         raise JobEndedError("tuning job", name, result["status"], result["failure_reason"])
     return result
-
-
-def describe_tuning_job(client: Any, name: str) -> dict[str, Any]:
-    """Status, FailureReason and best training job of a tuning job."""
-    description = client.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
-    best = description.get("BestTrainingJob", {})
-    return {
-        "tuning_job_name": name,
-        "status": description.get("HyperParameterTuningJobStatus"),
-        "failure_reason": description.get("FailureReason"),
-        "training_job_counts": description.get("TrainingJobStatusCounters"),
-        "best_training_job": best.get("TrainingJobName"),
-        "best_objective": best.get("FinalHyperParameterTuningJobObjectiveMetric", {}).get("Value"),
-        "best_hyperparameters": best.get("TunedHyperParameters"),
-    }

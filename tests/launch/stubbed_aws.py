@@ -58,6 +58,20 @@ class StubbedAws:
         self.client(service)
         self.stubbers[service].add_client_error(operation, code, message)
 
+    def expect_model_from(self, model_data: str) -> None:
+        """Queue ``CreateModel``, checking it hosts ``model_data`` (the rest of it is free)."""
+        self.add(
+            "sagemaker",
+            "create_model",
+            {"ModelArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model/m"},
+            {
+                "ModelName": ANY,
+                "PrimaryContainer": {"Image": ANY, "ModelDataUrl": model_data, "Environment": {}},
+                "ExecutionRoleArn": ANY,
+                "Tags": ANY,
+            },
+        )
+
     def assert_done(self) -> None:
         for stubber in self.stubbers.values():
             stubber.assert_no_pending_responses()

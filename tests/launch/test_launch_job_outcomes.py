@@ -26,11 +26,16 @@ def _no_polling_delay(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ncf_launch.train, "POLL_SECONDS", 0)
 
 
-def queue_training_run(stubbed_aws, final_status: str, reason: str | None = None) -> None:
-    """Create, one poll in progress with two log lines, then ``final_status``."""
+def queue_training_run(
+    stubbed_aws, final_status: str, reason: str | None = None, create: bool = True
+) -> None:
+    """Create (if ``create``), a poll in progress with two log lines, then ``final_status``."""
     sagemaker, logs = "sagemaker", "logs"
-    stubbed_aws.add(sagemaker, "create_training_job", {"TrainingJobArn": f"arn:x:{JOB}"})
-    stubbed_aws.add(sagemaker, "describe_training_job", training_job_description(JOB, "InProgress"))
+    if create:  # the SDK reads the job it created back once
+        stubbed_aws.add(sagemaker, "create_training_job", {"TrainingJobArn": f"arn:x:{JOB}"})
+        stubbed_aws.add(
+            sagemaker, "describe_training_job", training_job_description(JOB, "InProgress")
+        )
     stubbed_aws.add(sagemaker, "describe_training_job", training_job_description(JOB, "InProgress"))
     stubbed_aws.add(sagemaker, "describe_training_job", training_job_description(JOB, "InProgress"))
     stubbed_aws.add(
@@ -62,6 +67,16 @@ def test_training_logs_and_job_name_are_shown(stubbed_aws, ncf) -> None:
     assert f"training job {JOB} started" in result.stderr
     assert "epoch 2/2 loss=0.35 val_hr@10=0.6120" in result.stderr
     assert result.json()["final_metrics"] == {"validation:hr": 0.7}
+    stubbed_aws.assert_done()
+
+
+def test_logs_follow_streams_a_running_job_until_it_ends(stubbed_aws, ncf) -> None:
+    """``ncf logs JOB --follow``: what ``ncf train`` does after the job started."""
+    queue_training_run(stubbed_aws, "Completed", create=False)
+    result = ncf("logs", JOB, "--follow", "--region", "us-east-1")
+    assert result.code == 0, result.stderr
+    assert "epoch 2/2 loss=0.35 val_hr@10=0.6120" in result.stderr
+    assert result.json()["status"] == "Completed"
     stubbed_aws.assert_done()
 
 

@@ -195,21 +195,7 @@ def test_deploy_finds_the_latest_training_job_past_tuning_trials(stubbed_aws, nc
         training_job_description(latest, "Completed"),
         {"TrainingJobName": latest},
     )
-    stubbed_aws.add(
-        "sagemaker",
-        "create_model",
-        {"ModelArn": "arn:aws:sagemaker:us-east-1:123456789012:model/m"},
-        {
-            "ModelName": ANY,
-            "PrimaryContainer": {
-                "Image": ANY,
-                "ModelDataUrl": f"s3://bucket/ncf/output/{latest}/model.tar.gz",
-                "Environment": {},
-            },
-            "ExecutionRoleArn": ANY,
-            "Tags": ANY,
-        },
-    )
+    stubbed_aws.expect_model_from(f"s3://bucket/ncf/output/{latest}/model.tar.gz")
     stubbed_aws.add(
         "sagemaker",
         "create_endpoint_config",
