@@ -43,6 +43,9 @@ logger = logging.getLogger(__name__)
 #: Bytes per items x items cell while fitting: the float64 Gram matrix inverted in place,
 #: the float32 weights, and the sparse Gram product it is built from (up to 8 more).
 FIT_BYTES_PER_CELL = 20
+#: Bytes per items x items cell in each serving worker: the float32 matrix, its unit rows
+#: and their transpose (similar items and diversity, ``inference.scoring``).
+SERVE_BYTES_PER_CELL = 12
 #: Users scored per block (bounds the ``[users, items]`` score block).
 SCORE_USERS = 512
 
@@ -65,7 +68,8 @@ def check_catalog_size(num_items: int, max_items: int) -> None:
     raise ConfigError(
         f"model_type=ease needs an items x items matrix, and this catalog has {num_items:,} "
         f"items, above ease_max_items={max_items:,}: fitting would need about {gib:,.1f} GiB "
-        f"of memory (and serving {4 * num_items * num_items / 2**30:,.1f} GiB per worker). "
+        f"of memory (and serving {SERVE_BYTES_PER_CELL * num_items**2 / 2**30:,.1f} GiB "
+        "per worker). "
         "Use model_type=ials or model_type=gmf for a catalog this size, or raise "
         "ease_max_items if the instance has the memory"
     )
