@@ -330,8 +330,16 @@ class Recommender:
         """Scores aligned with each request's ``item_ids``; ``null`` for unknown items.
 
         An unknown user (or a history with no known item) gets each item's training
-        popularity (interaction count) and ``"fallback": "popularity"``.
+        popularity (interaction count) and ``"fallback": "popularity"``. Requests go in
+        chunks of ``RECOMMEND_CHUNK``, which bounds the catalog rows of histories.
         """
+        return [
+            prediction
+            for start in range(0, len(requests), RECOMMEND_CHUNK)
+            for prediction in self._score(requests[start : start + RECOMMEND_CHUNK])
+        ]
+
+    def _score(self, requests: list[ScoreRequest]) -> list[dict[str, Any]]:
         lookup = self.item_index.get
         histories = self._history_logits(requests)
         pair_users, pair_items, owners = [], [], []

@@ -273,3 +273,25 @@ def test_history_through_the_app(tmp_path: Path, ease: Recommender) -> None:
     assert response.status_code == 200
     [prediction] = response.get_json()["predictions"]
     assert prediction["from"] == "history" and len(prediction["items"]) == 2
+
+
+def test_score_batches_with_histories_go_in_chunks(
+    ease: Recommender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    requests = [
+        ScoreRequest(user_id="u1", item_ids=("i1", "i2")),
+        ScoreRequest(user_id=None, item_ids=("i1", "nope"), history=("i3", "i7")),
+        ScoreRequest(user_id="stranger", item_ids=("i4",)),
+        ScoreRequest(user_id=None, item_ids=("i5", "i6"), history=("i8",)),
+        ScoreRequest(user_id="u2", item_ids=("i9",), history=("unknown",)),
+    ]
+    alone = [ease.score([request])[0] for request in requests]
+    monkeypatch.setattr("inference.recommender.RECOMMEND_CHUNK", 2)
+    assert ease.score(requests) == alone
+    assert [answer.get("fallback") for answer in alone] == [
+        None,
+        None,
+        "popularity",
+        None,
+        "popularity",
+    ]
