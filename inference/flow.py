@@ -38,7 +38,7 @@ def predict(
             continue
         batch = [requests[n] for n in positions]
         if kind is RecommendRequest:
-            results = recommender.recommend(batch)  # type: ignore[arg-type]
+            results = recommender.recommend(batch, [labels[n] for n in positions])  # type: ignore[arg-type]
         elif kind is ScoreRequest:
             results = recommender.score(batch)  # type: ignore[arg-type]
         else:

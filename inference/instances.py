@@ -3,11 +3,23 @@
 Three kinds of instance (ids are strings; JSON numbers are accepted as their string):
 
 - ``{"user_id", "k"?, "exclude_seen"?, "exclude_item_ids"?, "candidate_item_ids"?,
-  "diversity"?, "popularity_penalty"?}``: top-k recommendations (``RecommendRequest``);
-  ``diversity`` and ``popularity_penalty`` (each 0 to 1) re-rank the list, see
+  "diversity"?, "popularity_penalty"?, "user_attributes"?, "filter"?, "fallback"?}``:
+  top-k recommendations (``RecommendRequest``); ``diversity`` and
+  ``popularity_penalty`` (each 0 to 1) re-rank the list, see
   ``inference.recommender``; left out, the endpoint's defaults apply (``Reranking``).
+  ``user_attributes`` (``{"age": "25", ...}``) serve a user the model does not
+  know from the attribute part of a hybrid model; ``fallback`` (``popularity`` or
+  ``trending``) is what serves an unknown user otherwise.
 - ``{"user_id", "item_ids"}``: scores for these items (``ScoreRequest``).
-- ``{"item_id", "k"?}``: similar items (``SimilarRequest``).
+- ``{"item_id", "k"?, "by"?, "filter"?}``: similar items (``SimilarRequest``), ``by``
+  ``behaviour`` (the learned vectors, the default), ``content`` (TF-IDF of the
+  item's attributes) or ``hybrid`` (the mean of both cosines).
+
+``filter`` is ``{"include": {"genre": ["Comedy"]}, "exclude": {...}}`` on item
+attributes (categorical or multi-valued): an item is kept if, for every
+attribute under ``include``, it has one of the values listed, and it has none of
+the values under ``exclude``. Names and values are checked against the model
+(``inference.recommender``).
 
 A recommend or score instance may give ``"history": ["i1", "i7"]`` (the items a
 user interacted with) instead of, or besides, ``user_id``: the model then scores
@@ -40,10 +52,19 @@ RECOMMEND_FIELDS = frozenset(
         "diversity",
         "popularity_penalty",
         "history",
+        "user_attributes",
+        "filter",
+        "fallback",
     }
 )
 SCORE_FIELDS = frozenset({"user_id", "item_ids", "history"})
-SIMILAR_FIELDS = frozenset({"item_id", "k"})
+SIMILAR_FIELDS = frozenset({"item_id", "k", "by", "filter"})
+#: What ``by`` of a similar-items request may be.
+SIMILARITY_KINDS = ("behaviour", "content", "hybrid")
+#: Who serves a user the model does not know (``fallback``).
+FALLBACKS = ("popularity", "trending")
+#: The most attributes a request may name (user_attributes, each side of a filter).
+MAX_ATTRIBUTES = 100
 
 
 @dataclass(frozen=True)
@@ -57,10 +78,20 @@ class Reranking:
 
     diversity: float = 0.0
     popularity_penalty: float = 0.0
+    #: Not a re-ranking, but an endpoint default all the same: who serves unknown users.
+    fallback: str = "popularity"
 
 
 #: Each re-ranking value's allowed range, for requests and endpoint defaults alike.
 RERANKING_RANGE = (0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class ItemFilter:
+    """Attribute values an item must have (``include``) and must not have (``exclude``)."""
+
+    include: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    exclude: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -79,6 +110,9 @@ class RecommendRequest:
     diversity: float | None = None
     popularity_penalty: float | None = None
     history: tuple[str, ...] | None = None
+    user_attributes: tuple[tuple[str, tuple[str, ...]], ...] | None = None
+    filter: ItemFilter | None = None
+    fallback: str | None = None
 
 
 @dataclass(frozen=True)
@@ -96,6 +130,8 @@ class SimilarRequest:
 
     item_id: str
     k: int = DEFAULT_K
+    by: str = "behaviour"
+    filter: ItemFilter | None = None
 
 
 InstanceRequest = RecommendRequest | ScoreRequest | SimilarRequest
@@ -140,6 +176,46 @@ def _reranking_value(value: Any, where: str) -> float | None:
     return float(value)
 
 
+def _choice(value: Any, allowed: tuple[str, ...], where: str) -> str:
+    if value not in allowed:
+        raise bad_request(f"{where} must be one of {list(allowed)}, got {_describe(value)}")
+    return str(value)
+
+
+def _attribute_values(value: Any, where: str) -> tuple[str, ...]:
+    """One value or a list of values (ids' rules: strings, numbers as their text)."""
+    if isinstance(value, list):
+        if not value or len(value) > MAX_ITEM_IDS:
+            raise bad_request(f"{where} must list 1 to {MAX_ITEM_IDS} values")
+        return tuple(_id(item, f"{where}[{n}]") for n, item in enumerate(value))
+    return (_id(value, where),)
+
+
+def _attribute_map(value: Any, where: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    if not isinstance(value, dict) or len(value) > MAX_ATTRIBUTES:
+        raise bad_request(
+            f"{where} must be an object of up to {MAX_ATTRIBUTES} attribute names to values, "
+            f"got {_describe(value)}"
+        )
+    return tuple(
+        (str(name), _attribute_values(values, f"{where}.{name}")) for name, values in value.items()
+    )
+
+
+def _item_filter(value: Any, where: str) -> ItemFilter | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not set(value) <= {"include", "exclude"} or not value:
+        raise bad_request(
+            f'{where} must be {{"include": {{...}}, "exclude": {{...}}}} (either or both), '
+            f"got {_describe(value)}"
+        )
+    return ItemFilter(
+        include=_attribute_map(value.get("include", {}), f"{where}.include"),
+        exclude=_attribute_map(value.get("exclude", {}), f"{where}.exclude"),
+    )
+
+
 def _describe(value: Any) -> str:
     text = repr(value)
     return f"{type(value).__name__} {text[:40]}{'...' if len(text) > 40 else ''}"
@@ -175,6 +251,8 @@ def parse_instance(raw: Any, where: str) -> InstanceRequest:
         return SimilarRequest(
             item_id=_id(raw["item_id"], f"{where}.item_id"),
             k=_k(raw.get("k", DEFAULT_K), f"{where}.k"),
+            by=_choice(raw.get("by", "behaviour"), SIMILARITY_KINDS, f"{where}.by"),
+            filter=_item_filter(raw.get("filter"), f"{where}.filter"),
         )
     user_id = _id(raw["user_id"], f"{where}.user_id") if "user_id" in raw else None
     history = _ids(raw["history"], f"{where}.history") if "history" in raw else None
@@ -201,6 +279,13 @@ def parse_instance(raw: Any, where: str) -> InstanceRequest:
             raw.get("popularity_penalty"), f"{where}.popularity_penalty"
         ),
         history=history,
+        user_attributes=None
+        if raw.get("user_attributes") is None
+        else _attribute_map(raw["user_attributes"], f"{where}.user_attributes"),
+        filter=_item_filter(raw.get("filter"), f"{where}.filter"),
+        fallback=None
+        if raw.get("fallback") is None
+        else _choice(raw["fallback"], FALLBACKS, f"{where}.fallback"),
     )
 
 

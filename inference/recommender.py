@@ -41,6 +41,23 @@ the scorer: exact for EASE, a fold-in for gmf and ials, a 400 for mlp and
 neumf), ``exclude_seen`` excludes the history's items, and the answer says
 ``"from": "history"``. Unknown ids in a history are ignored; a history with no
 known item gets the popularity fallback.
+
+Attributes (models trained with the ``items`` / ``users`` channels, see
+``ncf_contract.attributes``):
+
+- A user the model does not know, sent with ``user_attributes``, is scored from
+  the hybrid's attribute part: ``encode(attributes) @ user_feature_embedding``
+  is a user vector scored like any other; the prediction says
+  ``"from": "user_attributes"``. Without attributes an unknown user gets the
+  fallback (``popularity``, or ``trending``: interactions within the last
+  ``trending_window`` days of training), named in ``"fallback"``.
+- ``filter`` keeps the items having, for each ``include`` attribute, one of its
+  values and none of the ``exclude`` values, before top-k: one column slice
+  of the items' feature matrix (CSC, built at load time) per attribute.
+- Similar items ``by`` ``content`` rank by the cosine of the items' unit TF-IDF
+  rows (``content.npz``; one sparse product per batch), ``hybrid`` by the mean
+  of the content and behaviour cosines. Cold items have both.
+- An unknown attribute name or value is a 400 that names it.
 """
 
 from __future__ import annotations
@@ -52,13 +69,23 @@ from typing import Any
 import numpy as np
 
 from inference.errors import bad_request
-from inference.instances import RecommendRequest, Reranking, ScoreRequest, SimilarRequest
-from inference.scoring import scorer_for
+from inference.instances import (
+    ItemFilter,
+    RecommendRequest,
+    Reranking,
+    ScoreRequest,
+    SimilarRequest,
+)
+from inference.scoring import NcfScorer, scorer_for
+from ncf_contract.attributes import UnknownAttributeError
 from ncf_contract.families import HISTORY_FAMILIES
 from ncf_contract.model_dir import ModelArtifacts, load_model_dir
 from ncf_contract.ranking import top_k_matrix
 
 POPULARITY_FALLBACK = "popularity"
+TRENDING_FALLBACK = "trending"
+#: The ``"from"`` of a prediction made from the request's ``user_attributes``.
+FROM_USER_ATTRIBUTES = "user_attributes"
 #: ``"from"`` of an answer scored from the request's history.
 FROM_HISTORY = "history"
 #: Users scored per catalog matrix in ``recommend`` and ``similar``.
@@ -166,6 +193,16 @@ class Recommender:
         self.popularity = np.asarray(artifacts.item_popularity, dtype=np.float32)
         self.item_vectors_t = np.ascontiguousarray(self.scorer.item_vectors.T)
         self.log_popularity = np.log1p(self.popularity).astype(np.float32)
+        self.fallback_rows = {POPULARITY_FALLBACK: self.popularity}
+        if artifacts.item_trending is not None:
+            self.fallback_rows[TRENDING_FALLBACK] = artifacts.item_trending.astype(np.float32)
+        self.item_attributes = artifacts.item_attributes
+        self.user_attributes = artifacts.user_attributes
+        features = artifacts.item_features
+        self.item_features_csc = None if features is None else features.tocsc()
+        self.content = artifacts.content
+        self.content_t = None if artifacts.content is None else artifacts.content.T.tocsr()
+        self.user_feature_embedding = artifacts.weights.get("user_feature_embedding")
 
     @classmethod
     def from_model_dir(cls, model_dir: Path, reranking: Reranking | None = None) -> Recommender:
@@ -210,21 +247,35 @@ class Recommender:
         found.update({n: (histories[n], row) for n, row in zip(scored, logits, strict=True)})
         return found
 
-    def recommend(self, requests: list[RecommendRequest]) -> list[dict[str, Any]]:
-        """Top-k for each request; unknown users get the most popular items.
+    def recommend(
+        self, requests: list[RecommendRequest], labels: list[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Top-k for each request; unknown users are served from their attributes or a fallback.
+
+        ``labels[n]`` names request ``n`` in error messages.
+
+        Raises:
+            InferenceError: 400 naming an unknown attribute name or value, or a
+                feature the model lacks (filters, user attributes, trending).
 
         Large batches (batch transform) go in chunks of ``RECOMMEND_CHUNK`` users, so the
         ``[users, num_items]`` score matrix stays small (256 x 3,706 floats = 3.8 MB).
         """
+        labels = labels or [f"instances[{n}]" for n in range(len(requests))]
         if len(requests) > RECOMMEND_CHUNK:
             return [
                 prediction
                 for start in range(0, len(requests), RECOMMEND_CHUNK)
-                for prediction in self._recommend(requests[start : start + RECOMMEND_CHUNK])
+                for prediction in self._recommend(
+                    requests[start : start + RECOMMEND_CHUNK],
+                    labels[start : start + RECOMMEND_CHUNK],
+                )
             ]
-        return self._recommend(requests)
+        return self._recommend(requests, labels)
 
-    def _recommend(self, requests: list[RecommendRequest]) -> list[dict[str, Any]]:
+    def _recommend(
+        self, requests: list[RecommendRequest], labels: list[str]
+    ) -> list[dict[str, Any]]:
         batch = len(requests)
         lookup = self.user_index.get
         histories = self._history_logits(requests)
@@ -246,8 +297,18 @@ class Recommender:
                 from_history[row] = True
                 if requests[row].exclude_seen:
                     matrix[row, history] = -np.inf
-        modelled = known | from_history
-        matrix[~modelled] = self.popularity
+        has_attributes = np.array([r.user_attributes is not None for r in requests])
+        from_attributes = ~known & ~from_history & has_attributes
+        modelled = known | from_history | from_attributes
+        if from_attributes.any():
+            rows = np.flatnonzero(from_attributes)
+            matrix[rows] = self._attribute_logits(
+                [requests[r] for r in rows], [labels[r] for r in rows]
+            )
+        fallbacks = {}
+        for row in np.flatnonzero(~modelled).tolist():
+            fallbacks[row] = requests[row].fallback or self.reranking.fallback
+            matrix[row] = self._fallback_row(fallbacks[row], labels[row])
 
         exclude_seen = known & np.array([request.exclude_seen for request in requests], dtype=bool)
         if batch == 1 and exclude_seen[0]:  # one user: a slice of the CSR, no index arithmetic
@@ -255,14 +316,7 @@ class Recommender:
         elif exclude_seen.any():
             rows, columns = self.seen.cells(np.flatnonzero(exclude_seen), users[exclude_seen])
             matrix[rows, columns] = -np.inf
-        for row, request in enumerate(requests):
-            if request.candidate_item_ids is not None:
-                keep = self._item_positions(request.candidate_item_ids)
-                values = matrix[row, keep]
-                matrix[row] = -np.inf
-                matrix[row, keep] = values
-            if request.exclude_item_ids:
-                matrix[row, self._item_positions(request.exclude_item_ids)] = -np.inf
+        self._restrict(matrix, requests, labels)
 
         ks = np.array([request.k for request in requests], dtype=np.intp)
         predictions = []
@@ -275,12 +329,81 @@ class Recommender:
                     for p, s in zip(positions.tolist(), _round(scores), strict=True)
                 ],
             }
-            if not modelled[row]:
-                prediction["fallback"] = POPULARITY_FALLBACK
             if requests[row].history is not None:
                 prediction["from"] = FROM_HISTORY
+            if from_attributes[row]:
+                prediction["from"] = FROM_USER_ATTRIBUTES
+            elif not modelled[row]:
+                prediction["fallback"] = fallbacks[row]
             predictions.append(prediction)
         return predictions
+
+    def _restrict(
+        self, matrix: np.ndarray, requests: list[RecommendRequest], labels: list[str]
+    ) -> None:
+        """Each row's candidates, excluded items and filter: ``-inf`` where an item may not go."""
+        for row, request in enumerate(requests):
+            if request.candidate_item_ids is not None:
+                keep = self._item_positions(request.candidate_item_ids)
+                values = matrix[row, keep]
+                matrix[row] = -np.inf
+                matrix[row, keep] = values
+            if request.exclude_item_ids:
+                matrix[row, self._item_positions(request.exclude_item_ids)] = -np.inf
+            if request.filter is not None:
+                matrix[row, ~self._filter_mask(request.filter, labels[row])] = -np.inf
+
+    def _attribute_logits(self, requests: list[RecommendRequest], labels: list[str]) -> np.ndarray:
+        """``[b, num_items]`` logits of users given by ``user_attributes`` (see the module)."""
+        vectors = []
+        for request, label in zip(requests, labels, strict=True):
+            where = f"{label}.user_attributes"
+            if (
+                self.user_attributes is None
+                or self.user_feature_embedding is None
+                or not isinstance(self.scorer, NcfScorer)
+            ):
+                raise bad_request(
+                    f"{where}: this model cannot use user attributes (train model_type=hybrid "
+                    "with a users channel)"
+                )
+            assert request.user_attributes is not None
+            try:
+                indices, weights = self.user_attributes.encode(dict(request.user_attributes), where)
+            except UnknownAttributeError as error:
+                raise bad_request(str(error)) from None
+            vectors.append(weights @ self.user_feature_embedding[indices])
+        assert isinstance(self.scorer, NcfScorer)
+        return self.scorer.logits_from_user_vectors(np.stack(vectors))
+
+    def _fallback_row(self, name: str, label: str) -> np.ndarray:
+        row = self.fallback_rows.get(name)
+        if row is None:
+            raise bad_request(
+                f"{label}.fallback: this model has no {name!r} ranking (set trending_window "
+                "when training, on data with timestamps)"
+            )
+        return row
+
+    def _filter_mask(self, item_filter: ItemFilter, label: str) -> np.ndarray:
+        """``[num_items]`` bool: the items ``item_filter`` keeps."""
+        where = f"{label}.filter"
+        if self.item_attributes is None or self.item_features_csc is None:
+            raise bad_request(
+                f"{where}: this model has no item attributes (train it with an items channel)"
+            )
+        keep = np.ones(self.num_items, dtype=bool)
+        try:
+            for part, wanted in (("include", True), ("exclude", False)):
+                for name, values in getattr(item_filter, part):
+                    features = self.item_attributes.value_features(
+                        name, list(values), f"{where}.{part}"
+                    )
+                    has = self.item_features_csc[:, features].getnnz(axis=1) > 0
+                    keep &= has if wanted else ~has
+        except UnknownAttributeError as error:
+            raise bad_request(str(error)) from None
+        return keep
 
     def _rank(
         self,
@@ -403,10 +526,25 @@ class Recommender:
             position = self.item_index.get(request.item_id)
             if position is None:
                 raise bad_request(f"{label}.item_id {request.item_id!r} is not known to the model")
+            if request.by != "behaviour" and self.content is None:
+                raise bad_request(
+                    f"{label}.by {request.by!r} needs item attributes; this model was trained "
+                    "without an items channel (use by=behaviour)"
+                )
             positions.append(position)
         queries = np.array(positions, dtype=np.intp)
         similarity = self.scorer.item_vectors[queries] @ self.item_vectors_t
+        by_content = np.array([request.by != "behaviour" for request in requests])
+        if by_content.any():
+            assert self.content is not None and self.content_t is not None
+            rows = np.flatnonzero(by_content)
+            content = (self.content[queries[rows]] @ self.content_t).toarray()
+            blend = np.array([requests[r].by == "hybrid" for r in rows])[:, None]
+            similarity[rows] = np.where(blend, 0.5 * (similarity[rows] + content), content)
         similarity[np.arange(len(queries)), queries] = -np.inf
+        for row, (request, label) in enumerate(zip(requests, labels, strict=True)):
+            if request.filter is not None:
+                similarity[row, ~self._filter_mask(request.filter, label)] = -np.inf
         ks = np.fromiter((request.k for request in requests), np.intp, len(requests))
         return [
             {

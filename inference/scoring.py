@@ -21,6 +21,9 @@ that involves its own users:
 - Ranking only needs logits (the sigmoid is monotonic), so ``logits_all_items``
   lets callers apply the activation to the ``k`` winners only.
 - Every array is float32 and C-contiguous so BLAS gets them without copies.
+- The hybrid family exports GMF-shaped vectors plus ``item_bias``, added to
+  each item's logit; ``logits_from_user_vectors`` scores a user built at request
+  time (from ``user_attributes``) the same way.
 
 ``ials`` models are GMF models with an identity output layer and go through
 ``NcfScorer`` unchanged. ``EaseScorer`` serves ``ease``: a user's logits are their
@@ -201,6 +204,8 @@ class NcfScorer:
         mlp_item_linear: np.ndarray | None,
         item_vectors: np.ndarray,
         fold_in: FoldIn | None = None,
+        gmf_kernel: np.ndarray | None = None,
+        item_bias: np.ndarray | None = None,
     ) -> None:
         self.num_users = num_users
         self.num_items = num_items
@@ -214,6 +219,8 @@ class NcfScorer:
         self._mlp_item_linear = mlp_item_linear
         self.item_vectors = item_vectors
         self._fold_in = fold_in
+        self._gmf_kernel = gmf_kernel
+        self._item_bias = item_bias
 
     @classmethod
     def from_artifacts(cls, artifacts: ModelArtifacts) -> NcfScorer:
@@ -296,6 +303,8 @@ class NcfScorer:
             mlp_item_linear=mlp_item_linear,
             item_vectors=item_vectors,
             fold_in=fold_in,
+            gmf_kernel=_f32(output_kernel[:gmf_dim]) if use_gmf else None,
+            item_bias=_f32(weights["item_bias"]) if "item_bias" in weights else None,
         )
 
     def activate(self, logits: np.ndarray) -> np.ndarray:
@@ -307,6 +316,8 @@ class NcfScorer:
         user_index = np.asarray(user_index, dtype=np.intp).reshape(-1)
         item_index = np.asarray(item_index, dtype=np.intp).reshape(-1)
         logits = np.full(len(user_index), self._output_bias, dtype=np.float32)
+        if self._item_bias is not None:
+            logits += self._item_bias[item_index]
         if self._gmf_user_scaled is not None and self._gmf_item is not None:
             logits += np.einsum(
                 "nd,nd->n", self._gmf_user_scaled[user_index], self._gmf_item[item_index]
@@ -332,6 +343,8 @@ class NcfScorer:
         if self._gmf_user_scaled is not None and self._gmf_item_t is not None:
             logits = self._gmf_user_scaled[user_index] @ self._gmf_item_t
             logits += self._output_bias
+            if self._item_bias is not None:
+                logits += self._item_bias
         else:
             logits = np.full((batch, self.num_items), self._output_bias, dtype=np.float32)
         if self._mlp is not None:
@@ -351,6 +364,20 @@ class NcfScorer:
         elif self._mlp_user_linear is not None and self._mlp_item_linear is not None:
             logits += self._mlp_user_linear[user_index][:, None]
             logits += self._mlp_item_linear[None, :]
+        return logits
+
+    def logits_from_user_vectors(self, vectors: np.ndarray) -> np.ndarray:
+        """Every item's logits for users given as GMF vectors ``[b, d]`` (hybrid cold users).
+
+        Raises:
+            ValueError: The model has no GMF tower (MLP).
+        """
+        if self._gmf_kernel is None or self._gmf_item_t is None:
+            raise ValueError("scoring a user vector needs a model with a GMF tower")
+        logits = (_f32(vectors) * self._gmf_kernel) @ self._gmf_item_t
+        logits += self._output_bias
+        if self._item_bias is not None:
+            logits += self._item_bias
         return logits
 
     def score_all_items(self, user_index: np.ndarray) -> np.ndarray:

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from inference.instances import RERANKING_RANGE, Reranking
+from inference.instances import FALLBACKS, RERANKING_RANGE, Reranking
 
 #: SageMaker's real-time payload limit, also batch transform's default MaxPayloadInMB.
 DEFAULT_MAX_PAYLOAD_MB = 6
@@ -51,6 +51,13 @@ def _fraction(environ: Mapping[str, str], name: str) -> float:
     return value
 
 
+def _fallback(environ: Mapping[str, str]) -> str:
+    value = (environ.get("NCF_FALLBACK") or "popularity").strip().lower()
+    if value not in FALLBACKS:
+        raise SettingsError(f"NCF_FALLBACK must be one of {list(FALLBACKS)}, got {value!r}")
+    return value
+
+
 def _gpu_visible(environ: Mapping[str, str]) -> bool:
     devices = environ.get("NVIDIA_VISIBLE_DEVICES", "").strip().lower()
     return devices not in ("", "none", "void")
@@ -74,7 +81,10 @@ class ServingSettings:
         batch: ``SAGEMAKER_BATCH`` is ``true``.
         reranking: The re-ranking a recommend request gets when it names none:
             ``NCF_DIVERSITY`` and ``NCF_POPULARITY_PENALTY`` (each 0 to 1, default 0:
-            the plain ranking); see ``inference.recommender``.
+            the plain ranking); see ``inference.recommender``. Also who serves
+            a user the model does not know (and who sends no ``user_attributes``)
+            when the request names no ``fallback``: ``NCF_FALLBACK``, ``popularity``
+            (default) or ``trending``.
         nginx: ``NCF_NGINX``, the nginx binary in front of gunicorn; empty: ``nginx``
             on ``PATH`` or in a usual location (``inference.proxy.find_nginx``).
     """
@@ -133,6 +143,7 @@ class ServingSettings:
             reranking=Reranking(
                 diversity=_fraction(environ, "NCF_DIVERSITY"),
                 popularity_penalty=_fraction(environ, "NCF_POPULARITY_PENALTY"),
+                fallback=_fallback(environ),
             ),
             nginx=environ.get("NCF_NGINX", "").strip(),
         )

@@ -23,7 +23,7 @@ model directory (see ``ncf_contract.model_dir``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -171,41 +171,57 @@ class AttributeSchema:
             )
         return column
 
-    def encode(self, attributes: Mapping[str, str], where: str) -> tuple[np.ndarray, np.ndarray]:
-        """One row's ``(feature indices int64, weights float32)`` from raw attribute strings.
+    def encode(
+        self, attributes: Mapping[str, Sequence[str]], where: str
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One row's ``(feature indices int64, weights float32)`` from raw attribute values.
 
-        Attributes left out contribute nothing (as a missing value does in training).
+        Each attribute has one value, or several for a multi-valued one (given as a
+        list, or as one string with the separator). Attributes left out contribute
+        nothing, as a missing value does in training.
 
         Raises:
-            UnknownAttributeError: An unknown name or value, a non-numeric number, a text attribute.
+            UnknownAttributeError: An unknown name or value, several values of a
+                single-valued attribute, a non-number for a numeric one, a text one.
         """
         indices: list[int] = []
         weights: list[float] = []
-        for name, raw in attributes.items():
+        for name, given in attributes.items():
             column = self._column_or_error(name, where)
-            if column.kind == NUMERIC:
-                try:
-                    number = float(raw)
-                except ValueError:
-                    raise UnknownAttributeError(
-                        f"{where}: attribute {name!r} is numeric, got {raw!r}"
-                    ) from None
-                if not np.isfinite(number):
-                    raise UnknownAttributeError(f"{where}: attribute {name!r} must be finite")
-                indices.append(column.offset)
-                weights.append((number - column.mean) / column.scale)
-            elif column.kind == TEXT:
+            if column.kind == TEXT:
                 raise UnknownAttributeError(
                     f"{where}: attribute {name!r} is free text, which is encoded at training "
                     "time only; leave it out of the request"
                 )
-            else:
-                values = (
-                    [v.strip() for v in raw.split(self.separator) if v.strip()]
-                    if column.kind == MULTI
-                    else [raw]
+            if column.kind == MULTI:
+                values = [v.strip() for raw in given for v in raw.split(self.separator)]
+                values = [v for v in values if v]
+            elif len(given) != 1:
+                raise UnknownAttributeError(
+                    f"{where}: attribute {name!r} is {column.kind} and takes one value, "
+                    f"got {len(given)}"
                 )
-                features = self.value_features(name, values, where)
-                indices.extend(features)
-                weights.extend([float(multi_value_weights(len(features)))] * len(features))
+            else:
+                values = list(given)
+            if column.kind == NUMERIC:
+                indices.append(column.offset)
+                weights.append(
+                    (_finite_number(values[0], name, where) - column.mean) / column.scale
+                )
+                continue
+            features = self.value_features(name, values, where)
+            indices.extend(features)
+            weights.extend([float(multi_value_weights(len(features)))] * len(features))
         return np.asarray(indices, dtype=np.int64), np.asarray(weights, dtype=np.float32)
+
+
+def _finite_number(raw: str, name: str, where: str) -> float:
+    try:
+        number = float(raw)
+    except ValueError:
+        raise UnknownAttributeError(
+            f"{where}: attribute {name!r} is numeric, got {raw!r}"
+        ) from None
+    if not np.isfinite(number):
+        raise UnknownAttributeError(f"{where}: attribute {name!r} must be a finite number")
+    return number

@@ -96,6 +96,8 @@ class Dataset:
             ``"leave_random_out"`` (no timestamps).
         item_attributes, user_attributes: The ``items`` / ``users`` channels
             encoded (``training.attributes``), rows aligned with the vocabularies.
+        item_trending: ``[num_items]`` int64 ``train`` interactions within the last
+            ``trending_window`` days (``training.recency``), if set.
     """
 
     users: Vocabulary
@@ -110,6 +112,7 @@ class Dataset:
     validation_source: str = "channel"
     item_attributes: EncodedAttributes | None = None
     user_attributes: EncodedAttributes | None = None
+    item_trending: np.ndarray | None = None
 
     @property
     def num_users(self) -> int:

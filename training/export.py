@@ -59,6 +59,7 @@ def build_artifacts(
         user_attributes=None if users is None else users.schema,
         item_features=None if items is None else items.features,
         content=None if items is None else items.content,
+        item_trending=dataset.item_trending,
     )
 
 

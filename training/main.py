@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 import traceback
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +78,7 @@ def load_data(env: Environment, config: TrainingConfig) -> tuple[Any, Any]:
     Raises:
         DataError: A channel is missing, empty, unreadable or unusable.
     """
-    from training import attributes, data, dataset, evaluation
+    from training import attributes, data, dataset, evaluation, recency
 
     columns = data.ColumnNames(
         user=config.user_column,
@@ -127,6 +128,11 @@ def load_data(env: Environment, config: TrainingConfig) -> tuple[Any, Any]:
         cold_item_ids=None if items is None else items[data.ITEM],
     )
     built = attributes.attach_attributes(built, items, users, config)
+    if config.recency_half_life is not None:  # fails now, before TensorFlow, without timestamps
+        recency.recency_weights(built.train, config.recency_half_life)
+    if config.trending_window is not None:
+        trending = recency.trending_counts(built.train, built.num_items, config.trending_window)
+        built = replace(built, item_trending=trending)
     test_negatives = (
         None
         if negatives_frame is None

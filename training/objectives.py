@@ -26,13 +26,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
 from ncf_contract.families import Feedback, output_activation
 from ncf_contract.seen import SeenItems
-from training import beyond_accuracy, evaluation, sampling
+from training import beyond_accuracy, evaluation, recency, sampling
 from training.config import TrainingConfig
 from training.constraints import all_hold, describe
 from training.dataset import Dataset, Interactions
@@ -43,7 +43,20 @@ VALIDATION_SEED_OFFSET, TEST_SEED_OFFSET = 1, 2
 #: Users per block in full-ranking evaluation.
 FULL_RANKING_USERS = 256
 
-Examples = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+class Examples(NamedTuple):
+    """One epoch of training examples, shuffled.
+
+    ``weights`` (float32, or ``None`` for all 1) scale each example's loss:
+    the recency weights of ``recency_half_life`` (``training.recency``).
+    """
+
+    users: np.ndarray
+    items: np.ndarray
+    targets: np.ndarray
+    weights: np.ndarray | None = None
+
+
 TestNegatives = tuple[np.ndarray, np.ndarray, np.ndarray]
 #: Returns a model's ``[num_items, d]`` unit item vectors (for intra-list diversity).
 ItemVectors = Callable[[], np.ndarray]
@@ -80,6 +93,12 @@ class Objective(ABC):
     def __init__(self, config: TrainingConfig, dataset: Dataset) -> None:
         self.config = config
         self.dataset = dataset
+        #: Per training interaction, its loss weight (``None``: no recency weighting).
+        self.interaction_weights = (
+            None
+            if config.recency_half_life is None
+            else recency.recency_weights(dataset.train, config.recency_half_life)
+        )
 
     @property
     def output_activation(self) -> str:
@@ -97,7 +116,7 @@ class Objective(ABC):
 
     @abstractmethod
     def epoch_examples(self, rng: np.random.Generator) -> Examples:
-        """One epoch of ``(users int32, items int32, targets float32)``, shuffled."""
+        """One epoch of ``(users int32, items int32, targets float32, weights)``, shuffled."""
 
     #: Whether the popularity baseline's accuracy means something beside the model's
     #: (a ranking does; an RMSE of interaction counts against ratings does not).
@@ -230,14 +249,26 @@ class ImplicitObjective(Objective):
         return best is None or value > best
 
     def epoch_examples(self, rng: np.random.Generator) -> Examples:
-        """Every positive plus ``num_negatives`` fresh negatives each, shuffled."""
-        return sampling.training_examples(
+        """Every positive plus ``num_negatives`` fresh negatives each, shuffled.
+
+        With recency weights, each negative carries the weight of its positive.
+        """
+        users, items, targets = sampling.training_examples(
             self.dataset.train,
             self.dataset.train_seen,
             self.dataset.num_items,
             self.config.num_negatives,
             rng,
+            shuffle=False,
         )
+        order = rng.permutation(len(users))
+        weights = None
+        if self.interaction_weights is not None:
+            # Unshuffled: the positives, then each positive's num_negatives negatives in turn.
+            positive = self.interaction_weights
+            negative = np.repeat(positive, self.config.num_negatives)
+            weights = np.concatenate([positive, negative])[order]
+        return Examples(users[order], items[order], targets[order], weights)
 
     @cached_property
     def validation_task(self) -> RankingTask:
@@ -310,7 +341,10 @@ class ExplicitObjective(Objective):
         train = self.dataset.train
         assert train.rating is not None  # build_dataset requires ratings for explicit feedback
         order = rng.permutation(len(train))
-        return train.user_index[order], train.item_index[order], train.rating[order]
+        weights = None if self.interaction_weights is None else self.interaction_weights[order]
+        return Examples(
+            train.user_index[order], train.item_index[order], train.rating[order], weights
+        )
 
     @staticmethod
     def _rmse(scorer: Scorer, split: Interactions) -> dict[str, float]:

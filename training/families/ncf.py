@@ -184,17 +184,12 @@ def fit_one_epoch(
     Raises:
         TrainingDivergedError: The loss is NaN or infinite.
     """
-    users, items, targets = examples
-    data = (
-        tf.data.Dataset.from_tensor_slices(
-            (
-                (users.astype(np.int32), items.astype(np.int32)),
-                targets.astype(np.float32).reshape(-1, 1),
-            )
-        )
-        .batch(batch_size)
-        .prefetch(tf.data.AUTOTUNE)
-    )
+    users, items, targets, weights = examples
+    inputs = (users.astype(np.int32), items.astype(np.int32))
+    labels = targets.astype(np.float32).reshape(-1, 1)
+    # Keras applies sample weights (recency_half_life) as the third element of each batch.
+    slices = (inputs, labels) if weights is None else (inputs, labels, weights.astype(np.float32))
+    data = tf.data.Dataset.from_tensor_slices(slices).batch(batch_size).prefetch(tf.data.AUTOTUNE)
     history = model.fit(
         data,
         epochs=1,
