@@ -474,7 +474,7 @@ def test_unexpected_fault_is_a_logged_500_and_the_app_lives_on(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    def explode(requests: object) -> None:
+    def explode(requests: object, labels: object) -> None:
         raise RuntimeError("boom")
 
     monkeypatch.setattr(recommender, "recommend", explode)

@@ -106,3 +106,54 @@ def test_cold_items_are_ranked_from_their_attributes(tmp_path: Path) -> None:
     agreement = float(np.mean(favourite_cluster == user_cluster))
     assert agreement > 0.6, agreement
     assert weights["gmf_item_embedding"].shape == (120, 16)
+
+
+@pytest.mark.slow
+def test_train_job_with_attribute_channels_serves_cold_items(sagemaker_layout) -> None:
+    """The real ``train`` program with items (cold ones included) and users, then serving."""
+    from ncf_test_support import run_container_script
+
+    from inference.instances import parse_instance
+    from inference.recommender import Recommender
+    from ncf_contract.model_dir import load_model_dir
+
+    interactions = make_interactions()
+    cold_ids = ["i118", "i119", "cold-1"]
+    items = make_item_attributes(num_items=121)
+    items.loc[120, "item_id"] = "cold-1"  # an item that occurs in no interaction
+    sagemaker_layout.write_channel("train", interactions[~interactions["item_id"].isin(cold_ids)])
+    sagemaker_layout.write_channel("items", items, name="items.tsv.gz")
+    sagemaker_layout.write_channel("users", make_user_attributes(), name="users.parquet")
+    sagemaker_layout.write_config(
+        {
+            "model_type": "hybrid",
+            "epochs": 2,
+            "batch_size": 256,
+            "gmf_dim": 8,
+            "recency_half_life": 365,
+            "trending_window": 30,
+            "item_attribute_kinds": {"title": "text"},
+        },
+        channels=("train", "items", "users"),
+    )
+    result = run_container_script("train", sagemaker_layout.base_dir, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    artifacts = load_model_dir(sagemaker_layout.model_dir)
+    assert artifacts.metadata.model_type == "hybrid"
+    assert artifacts.item_attributes is not None and artifacts.content is not None
+    assert artifacts.item_trending is not None and artifacts.item_trending.sum() > 0
+    recommender = Recommender(artifacts)
+    positions = [recommender.item_index[item] for item in cold_ids]
+    assert (artifacts.item_popularity[positions] == 0).all()
+    request = parse_instance({"user_id": "u1", "k": 121, "exclude_seen": False}, "instance")
+    [answer] = recommender.recommend([request])  # type: ignore[list-item]
+    assert set(cold_ids) <= {item["item_id"] for item in answer["items"]}
+    new_user = parse_instance(
+        {"user_id": "new", "k": 5, "user_attributes": {"segment": "s1"}}, "instance"
+    )
+    [answer] = recommender.recommend([new_user])  # type: ignore[list-item]
+    assert answer["from"] == "user_attributes" and len(answer["items"]) == 5
+    similar = parse_instance({"item_id": "cold-1", "k": 5, "by": "content"}, "instance")
+    [answer] = recommender.similar([similar], ["instance"])  # type: ignore[list-item]
+    # cold-1 has item 120's attributes: cluster 0 (genre g0, theme "space").
+    assert all(int(item["item_id"][1:]) % 4 == 0 for item in answer["items"])

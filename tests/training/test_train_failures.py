@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 from ncf_test_support import SageMakerLayout, run_container_script
 
-from training.synthetic import make_interactions
+from training.synthetic import make_interactions, make_item_attributes
 
 pytestmark = pytest.mark.slow
 
@@ -94,7 +94,37 @@ def _infinite_timestamp(layout: SageMakerLayout) -> dict:
     return {}
 
 
+def _duplicate_item_rows(layout: SageMakerLayout) -> dict:
+    layout.write_channel("train", make_interactions())
+    items = make_item_attributes()
+    layout.write_channel("items", items.iloc[[0, 1, 2, 1]])
+    return {}
+
+
+def _items_without_id_column(layout: SageMakerLayout) -> dict:
+    layout.write_channel("train", make_interactions())
+    layout.write_channel("items", make_item_attributes().rename(columns={"item_id": "sku"}))
+    return {}
+
+
+def _undecodable_items(layout: SageMakerLayout) -> dict:
+    layout.write_channel("train", make_interactions())
+    path = layout.channel_dir("items") / "movies.dat"
+    path.parent.mkdir(parents=True)
+    path.write_bytes("i1;Misérables (1995);Drama\n".encode("latin-1"))
+    return {"item_columns": ["item_id", "title", "genres"], "attribute_delimiter": ";"}
+
+
+def _recency_without_timestamps(layout: SageMakerLayout) -> dict:
+    layout.write_channel("train", make_interactions().drop(columns="timestamp"))
+    return {"recency_half_life": 30}
+
+
 CASES: dict[str, tuple[Callable[[SageMakerLayout], dict], tuple[str, ...]]] = {
+    "duplicate item rows": (_duplicate_item_rows, ("items", "more than one row", "'i1'")),
+    "items without id column": (_items_without_id_column, ("items", "item_id", "item_column")),
+    "undecodable items": (_undecodable_items, ("movies.dat", "utf-8", "attribute_encoding")),
+    "recency without timestamps": (_recency_without_timestamps, ("recency_half_life", "timestamp")),
     "missing column": (_missing_column, ("user_id", "customer")),
     "empty channel": (_empty_channel, ("train",)),
     "unreadable file": (_unreadable_file, ("broken.parquet",)),
