@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ncf_launch.options import BatchOptions, DeployOptions
+from ncf_launch.options import BatchOptions, DeployOptions, SecurityOptions
 
 VARIANT_NAME = "AllTraffic"
 JSON_LINES = "application/jsonlines"
+#: Content types whose captured requests and responses are stored as text (not base64).
+CAPTURED_JSON_TYPES = ["application/json", JSON_LINES]
 SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
 
 
@@ -23,8 +25,9 @@ def create_model_request(
     environment: dict[str, str],
     role_arn: str | None,
     tags: list[dict[str, str]] | None,
+    security: SecurityOptions | None = None,
 ) -> dict[str, Any]:
-    """``CreateModel``: our image with the artifact; local mode takes no role or tags."""
+    """``CreateModel``: our image with the artifact; local mode takes no role, tags or VPC."""
     request: dict[str, Any] = {
         "ModelName": model_name,
         "PrimaryContainer": {
@@ -37,6 +40,12 @@ def create_model_request(
         request["ExecutionRoleArn"] = role_arn
     if tags is not None:
         request["Tags"] = tags
+    if security is not None:
+        vpc = security.vpc_config()
+        if vpc:
+            request["VpcConfig"] = vpc
+        if security.network_isolation:
+            request["EnableNetworkIsolation"] = True
     return request
 
 
@@ -47,18 +56,43 @@ def create_endpoint_config_request(
     options: DeployOptions,
     tags: list[dict[str, str]] | None,
 ) -> dict[str, Any]:
-    """``CreateEndpointConfig`` with one variant; local mode takes no tags."""
-    variant: dict[str, Any] = {
-        "VariantName": VARIANT_NAME,
-        "ModelName": model_name,
-        "InstanceType": instance_type,
-        "InitialInstanceCount": options.instance_count,
-        "ContainerStartupHealthCheckTimeoutInSeconds": options.startup_health_check_timeout_s,
-    }
+    """``CreateEndpointConfig``: one variant, on instances or serverless; local mode: no tags."""
+    variant: dict[str, Any] = {"VariantName": VARIANT_NAME, "ModelName": model_name}
+    if options.serverless is not None:
+        memory_mb, concurrency = options.serverless
+        variant["ServerlessConfig"] = {"MemorySizeInMB": memory_mb, "MaxConcurrency": concurrency}
+    else:
+        variant.update(
+            InstanceType=instance_type,
+            InitialInstanceCount=options.instance_count,
+            ContainerStartupHealthCheckTimeoutInSeconds=options.startup_health_check_timeout_s,
+        )
+    if options.model_data_download_timeout_s is not None:
+        variant["ModelDataDownloadTimeoutInSeconds"] = options.model_data_download_timeout_s
     request: dict[str, Any] = {"EndpointConfigName": config_name, "ProductionVariants": [variant]}
+    if options.data_capture is not None:
+        request["DataCaptureConfig"] = data_capture_config(options)
+    if options.security.endpoint_kms_key:
+        request["KmsKeyId"] = options.security.endpoint_kms_key
     if tags is not None:
         request["Tags"] = tags
     return request
+
+
+def data_capture_config(options: DeployOptions) -> dict[str, Any]:
+    """``DataCaptureConfig``: requests and responses, JSON kept as text, to ``--data-capture``."""
+    assert options.data_capture is not None
+    uri, percent = options.data_capture
+    config: dict[str, Any] = {
+        "EnableCapture": True,
+        "InitialSamplingPercentage": percent,
+        "DestinationS3Uri": uri,
+        "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+        "CaptureContentTypeHeader": {"JsonContentTypes": CAPTURED_JSON_TYPES},
+    }
+    if options.security.kms_key:
+        config["KmsKeyId"] = options.security.kms_key
+    return config
 
 
 def create_endpoint_request(
@@ -71,18 +105,42 @@ def create_endpoint_request(
     return request
 
 
-def update_endpoint_request(endpoint_name: str, config_name: str) -> dict[str, Any]:
+def update_endpoint_request(
+    endpoint_name: str, config_name: str, options: DeployOptions | None = None
+) -> dict[str, Any]:
     """``UpdateEndpoint``: move the endpoint to a new config (blue/green).
 
     ``RetainAllVariantProperties`` keeps the running instance count (set by hand or by
     autoscaling): without it the new fleet starts at the config's initial count, and
-    an endpoint scaled out under load drops to one instance.
+    an endpoint scaled out under load drops to one instance. With ``--canary`` or
+    ``--linear`` the traffic moves to the new fleet in steps, and any of the
+    ``--rollback-alarm`` alarms rolls it back.
     """
-    return {
+    request: dict[str, Any] = {
         "EndpointName": endpoint_name,
         "EndpointConfigName": config_name,
         "RetainAllVariantProperties": True,
     }
+    if options is not None and options.traffic_shifting is not None:
+        request["DeploymentConfig"] = deployment_config(options)
+    return request
+
+
+def deployment_config(options: DeployOptions) -> dict[str, Any]:
+    """``DeploymentConfig``: blue/green with canary or linear traffic shifting, and rollback."""
+    assert options.traffic_shifting is not None
+    kind, percent, wait_s = options.traffic_shifting
+    step = {"Type": "CAPACITY_PERCENT", "Value": percent}
+    routing: dict[str, Any] = {"Type": kind, "WaitIntervalInSeconds": wait_s}
+    routing["CanarySize" if kind == "CANARY" else "LinearStepSize"] = step
+    config: dict[str, Any] = {
+        "BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": routing},
+    }
+    if options.rollback_alarms:
+        config["AutoRollbackConfiguration"] = {
+            "Alarms": [{"AlarmName": name} for name in options.rollback_alarms]
+        }
+    return config
 
 
 def scalable_resource_id(endpoint_name: str) -> str:
@@ -150,6 +208,10 @@ def create_transform_job_request(
         },
         "Tags": tags,
     }
+    if options.security.kms_key:
+        request["TransformOutput"]["KmsKeyId"] = options.security.kms_key
+    if options.security.volume_kms_key:
+        request["TransformResources"]["VolumeKmsKeyId"] = options.security.volume_kms_key
     if options.max_concurrent_transforms:
         request["MaxConcurrentTransforms"] = options.max_concurrent_transforms
     return request

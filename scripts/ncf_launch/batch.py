@@ -51,6 +51,7 @@ def run_batch(settings: Settings, options: BatchOptions, wait: bool = True) -> d
             DeployOptions().container_environment(),
             instance_type,
             local=False,
+            security=options.security,
         )
     job_name = unique_name(BATCH_BASE_JOB_NAME)
     client.create_transform_job(

@@ -46,9 +46,13 @@ from ncf_launch.options import (
     TUNING_STRATEGIES,
     BatchOptions,
     DeployOptions,
+    SecurityOptions,
     TrainOptions,
     TuneOptions,
     parse_assignments,
+    parse_data_capture,
+    parse_int_pair,
+    parse_list,
     parse_string_assignments,
 )
 from ncf_launch.settings import Settings
@@ -134,6 +138,39 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
     job.add_argument("--output-path", help="S3 output path (default s3://BUCKET/PREFIX/output)")
     job.add_argument("--env", action="append", metavar="NAME=VALUE", help="container environment")
     job.add_argument("--no-wait", action="store_true", help="start the job and return")
+    _security_arguments(parser)
+
+
+def _security_arguments(parser: argparse.ArgumentParser, endpoint: bool = False) -> None:
+    group = parser.add_argument_group("network and encryption")
+    group.add_argument("--subnets", metavar="SUBNET,...", help="run in these VPC subnets")
+    group.add_argument(
+        "--security-group-ids", metavar="SG,...", help="VPC security groups (with --subnets)"
+    )
+    group.add_argument(
+        "--network-isolation", action="store_true", help="no network access for the container"
+    )
+    group.add_argument(
+        "--output-kms-key",
+        help="KMS key for what lands in S3"
+        + (" (data capture)" if endpoint else " (model artifacts, batch output)"),
+    )
+    if endpoint:
+        group.add_argument("--endpoint-kms-key", help="KMS key for the endpoint's volumes")
+    else:
+        group.add_argument("--volume-kms-key", help="KMS key for the instances' volumes")
+
+
+def security_options_from(args: argparse.Namespace) -> SecurityOptions:
+    """The network and encryption flags of any command that has them."""
+    return SecurityOptions(
+        subnets=parse_list(args.subnets),
+        security_group_ids=parse_list(args.security_group_ids),
+        network_isolation=args.network_isolation,
+        kms_key=args.output_kms_key,
+        volume_kms_key=getattr(args, "volume_kms_key", None),
+        endpoint_kms_key=getattr(args, "endpoint_kms_key", None),
+    )
 
 
 def _model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -233,6 +270,42 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat list 
         help="SageMakerVariantInvocationsPerInstance per minute "
         f"(default {DeployOptions.autoscale_target:g})",
     )
+    deploy.add_argument(
+        "--serverless",
+        metavar="MEMORY_MB,MAX_CONCURRENCY",
+        help="a serverless endpoint (memory 1024-6144 in steps of 1024, concurrency 1-200): "
+        "no instances, no cost while idle",
+    )
+    deploy.add_argument(
+        "--model-data-download-timeout",
+        type=int,
+        metavar="SECONDS",
+        help="ModelDataDownloadTimeoutInSeconds (60-3600)",
+    )
+    deploy.add_argument(
+        "--data-capture",
+        metavar="S3_URI[,PERCENT]",
+        help="capture requests and responses (PERCENT of them, default 100) to S3",
+    )
+    guardrails = deploy.add_argument_group("deployment guardrails (updates of an endpoint)")
+    shifting = guardrails.add_mutually_exclusive_group()
+    shifting.add_argument(
+        "--canary",
+        metavar="PERCENT,WAIT_SECONDS",
+        help="move PERCENT (1-50) of the capacity first, the rest after WAIT_SECONDS",
+    )
+    shifting.add_argument(
+        "--linear",
+        metavar="STEP_PERCENT,WAIT_SECONDS",
+        help="move STEP_PERCENT (10-50) of the capacity every WAIT_SECONDS",
+    )
+    guardrails.add_argument(
+        "--rollback-alarm",
+        action="append",
+        metavar="NAME",
+        help="CloudWatch alarm that rolls the update back (repeatable, at most 10)",
+    )
+    _security_arguments(deploy, endpoint=True)
     deploy.add_argument("--no-wait", action="store_true")
     deploy.add_argument(
         "--local",
@@ -275,6 +348,7 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat list 
         help=f"MB per request (default {BatchOptions.max_payload_mb})",
     )
     batch.add_argument("--max-concurrent-transforms", type=int)
+    _security_arguments(batch)
     batch.add_argument("--no-wait", action="store_true")
 
     cleanup = command(
@@ -354,6 +428,7 @@ def train_options_from(args: argparse.Namespace) -> TrainOptions:
         output_path=args.output_path,
         environment=parse_string_assignments(args.env, "--env"),
         s3_distribution=args.s3_distribution,
+        security=security_options_from(args),
     )
 
 
@@ -384,7 +459,22 @@ def deploy_options_from(args: argparse.Namespace) -> DeployOptions:
         autoscale_min=args.autoscale_min,
         autoscale_max=args.autoscale_max,
         autoscale_target=args.autoscale_target,
+        serverless=parse_int_pair(args.serverless, "--serverless", "MEMORY_MB,MAX_CONCURRENCY"),
+        traffic_shifting=traffic_shifting_from(args),
+        rollback_alarms=tuple(args.rollback_alarm or ()),
+        data_capture=parse_data_capture(args.data_capture),
+        model_data_download_timeout_s=args.model_data_download_timeout,
+        security=security_options_from(args),
     )
+
+
+def traffic_shifting_from(args: argparse.Namespace) -> tuple[str, int, int] | None:
+    """``--canary P,S`` -> ``("CANARY", P, S)``; ``--linear P,S`` -> ``("LINEAR", P, S)``."""
+    for kind, text in (("CANARY", args.canary), ("LINEAR", args.linear)):
+        pair = parse_int_pair(text, f"--{kind.lower()}", "PERCENT,WAIT_SECONDS")
+        if pair is not None:
+            return kind, *pair
+    return None
 
 
 def batch_options_from(args: argparse.Namespace) -> BatchOptions:
@@ -401,6 +491,7 @@ def batch_options_from(args: argparse.Namespace) -> BatchOptions:
         batch_strategy=args.batch_strategy,
         max_payload_mb=args.max_payload,
         max_concurrent_transforms=args.max_concurrent_transforms,
+        security=security_options_from(args),
     )
 
 

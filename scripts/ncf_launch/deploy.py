@@ -46,6 +46,9 @@ from ncf_launch.names import check_instance_type, check_name, is_gpu, unique_nam
 from ncf_launch.options import DeployOptions
 from ncf_launch.settings import Settings
 
+#: What ``instance_type`` says for a serverless endpoint (no instances; the CPU image).
+SERVERLESS = "serverless"
+
 
 def check_autoscaling(options: DeployOptions, wait: bool, dry_run: bool) -> None:
     """Reject an incomplete or impossible autoscaling request before any call.
@@ -88,7 +91,7 @@ def update_in_place(
         deregister_autoscaling(context, name)
     registered_new = False
     try:
-        client.update_endpoint(**update_endpoint_request(name, config_name))
+        client.update_endpoint(**update_endpoint_request(name, config_name, options))
         if not wait or context.dry_run:
             if options.autoscale:
                 register_autoscaling(context, name, options)  # shown by --dry-run
@@ -117,7 +120,12 @@ def run_deploy(settings: Settings, options: DeployOptions, wait: bool = True) ->
     """Create or update the endpoint; returns names and, with ``wait``, its status."""
     check_name(options.endpoint_name, "--endpoint-name")
     options.check()
-    instance_type = check_instance_type(options.instance_type, local=settings.local)
+    # A serverless endpoint runs on CPUs: the CPU image flavour.
+    instance_type = (
+        SERVERLESS
+        if options.serverless is not None
+        else check_instance_type(options.instance_type, local=settings.local)
+    )
     settings.require_image_uri()
     check_autoscaling(options, wait, settings.dry_run)
     if settings.local:
@@ -142,6 +150,7 @@ def run_deploy(settings: Settings, options: DeployOptions, wait: bool = True) ->
         options.container_environment(),
         instance_type,
         local=False,
+        security=options.security,
     )
     config_name = unique_name(f"{options.endpoint_name}-config")
     client.create_endpoint_config(
@@ -159,6 +168,12 @@ def run_deploy(settings: Settings, options: DeployOptions, wait: bool = True) ->
         client.create_endpoint(
             **create_endpoint_request(options.endpoint_name, config_name, settings.boto_tags())
         )
+        if options.traffic_shifting is not None:
+            print(
+                "note: --canary/--linear/--rollback-alarm apply to updates; this deploy "
+                "created the endpoint",
+                flush=True,
+            )
         status = "Creating"
         if wait and not context.dry_run:
             print(f"waiting for endpoint {options.endpoint_name} to be InService ...", flush=True)

@@ -23,7 +23,7 @@ from ncf_launch.api_requests import (
 from ncf_launch.aws import AwsContext
 from ncf_launch.errors import JobEndedError, LaunchError
 from ncf_launch.names import image_for_instance_type, unique_name
-from ncf_launch.options import TRAIN_BASE_JOB_NAME, DeployOptions
+from ncf_launch.options import TRAIN_BASE_JOB_NAME, DeployOptions, SecurityOptions
 from ncf_launch.settings import Settings, check_s3_uri
 
 
@@ -89,6 +89,7 @@ def create_model(
     environment: dict[str, str],
     instance_type: str,
     local: bool,
+    security: SecurityOptions | None = None,
 ) -> str:
     """``CreateModel`` with the image flavour that fits the instance type; returns the name."""
     model_name = unique_name("ncf-model")
@@ -100,6 +101,7 @@ def create_model(
             environment,
             role_arn=None if local else settings.require_role_arn(),
             tags=None if local else settings.boto_tags(),
+            security=None if local else security,
         )
     )
     return model_name

@@ -20,14 +20,15 @@ NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 
 
 def unique_name(base: str, max_length: int = 63) -> str:
-    """``base-YYYYmmdd-HHMMSS-mmm-xxxx``, at most ``max_length`` characters.
+    """``base-YYYYmmdd-HHMMSS-mmm-xxxxxxxx``, at most ``max_length`` characters.
 
     The random suffix keeps two launches in the same millisecond (two terminals, a
-    script in a loop) from colliding.
+    script in a loop) from colliding: 32 bits, so 200 names in one millisecond
+    collide with a probability of about 5e-6 (16 bits made that about 0.26).
     """
     now = time.time()
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now)) + f"-{int(now * 1000) % 1000:03d}"
-    stamp += f"-{secrets.token_hex(2)}"
+    stamp += f"-{secrets.token_hex(4)}"
     return f"{base[: max_length - len(stamp) - 1]}-{stamp}"
 
 

@@ -64,17 +64,58 @@ def parse_string_assignments(pairs: list[str] | None, what: str) -> dict[str, st
     return {name: str(value) for name, value in parse_assignments(pairs, what).items()}
 
 
+def parse_int_pair(text: str | None, what: str, form: str) -> tuple[int, int] | None:
+    """``"2048,20"`` -> ``(2048, 20)``; ``None`` stays ``None``.
+
+    Raises:
+        LaunchError: Not two comma-separated integers (``form`` says which).
+    """
+    if text is None:
+        return None
+    parts = text.split(",")
+    try:
+        first, second = (int(part) for part in parts)
+    except ValueError:
+        raise LaunchError(f"{what}: expected {form} (two integers), got {text!r}") from None
+    return first, second
+
+
+def parse_list(text: str | None) -> tuple[str, ...]:
+    """``"subnet-a,subnet-b"`` -> ``("subnet-a", "subnet-b")``; empty items dropped."""
+    return tuple(item.strip() for item in (text or "").split(",") if item.strip())
+
+
+def parse_data_capture(text: str | None) -> tuple[str, int] | None:
+    """``"s3://b/capture,20"`` -> ``("s3://b/capture", 20)``; the percentage defaults to 100.
+
+    Raises:
+        LaunchError: The URI is not ``s3://...`` or the percentage is not an integer.
+    """
+    if text is None:
+        return None
+    uri, comma, percent = text.rpartition(",")
+    if not comma:
+        uri, percent = text, "100"
+    try:
+        return check_s3_uri(uri, "--data-capture"), int(percent)
+    except ValueError:
+        raise LaunchError(f"--data-capture: expected S3_URI[,PERCENT], got {text!r}") from None
+
+
 @dataclass(frozen=True)
 class SecurityOptions:
-    """Network and encryption settings shared by training, hosting and batch jobs."""
+    """Network and encryption settings shared by training, tuning, hosting and batch jobs."""
 
     subnets: tuple[str, ...] = ()
     security_group_ids: tuple[str, ...] = ()
+    #: The container gets no network at all (SageMaker still fetches its data and model).
     network_isolation: bool = False
     #: KMS key for what a job writes to S3 (model artifacts, batch output, captured data).
     kms_key: str | None = None
-    #: KMS key for the ML storage volumes of training instances, endpoints and batch jobs.
+    #: KMS key for the ML storage volumes of training instances and batch jobs.
     volume_kms_key: str | None = None
+    #: KMS key for the ML storage volumes of an endpoint's instances.
+    endpoint_kms_key: str | None = None
 
     def check(self) -> None:
         """Subnets and security groups come together (a VPC needs both).
@@ -84,7 +125,7 @@ class SecurityOptions:
         """
         if bool(self.subnets) != bool(self.security_group_ids):
             raise LaunchError(
-                "a VPC needs both --subnet and --security-group (each repeatable), or neither"
+                "a VPC needs both --subnets and --security-group-ids (comma-separated), or neither"
             )
 
     def vpc_config(self) -> dict[str, list[str]] | None:
@@ -186,18 +227,77 @@ class DeployOptions:
     autoscale_target: float = 6000.0
     scale_in_cooldown_s: int = 300
     scale_out_cooldown_s: int = 60
+    #: ``(memory MB, max concurrency)``: a serverless endpoint instead of instances.
+    serverless: tuple[int, int] | None = None
+    #: ``(CANARY or LINEAR, percent of the fleet, seconds between steps)`` for updates.
+    traffic_shifting: tuple[str, int, int] | None = None
+    #: CloudWatch alarms that roll an update back when they fire.
+    rollback_alarms: tuple[str, ...] = ()
+    #: ``(S3 URI, percent of requests)``: capture requests and responses.
+    data_capture: tuple[str, int] | None = None
+    model_data_download_timeout_s: int | None = None
+    security: SecurityOptions = field(default_factory=SecurityOptions)
 
     def check(self) -> None:
-        """Reject what ``CreateEndpointConfig`` would reject, before any call.
+        """Reject what ``CreateEndpointConfig`` or ``UpdateEndpoint`` would reject, before any call.
 
         Raises:
-            LaunchError: The start-up health-check timeout is outside 60-3600 seconds.
+            LaunchError: A value out of the API's range, or settings that do not go together.
         """
         if not 60 <= self.startup_health_check_timeout_s <= 3600:
             raise LaunchError(
                 "--startup-health-check-timeout must be 60-3600 seconds, got "
                 f"{self.startup_health_check_timeout_s}"
             )
+        timeout = self.model_data_download_timeout_s
+        if timeout is not None and not 60 <= timeout <= 3600:
+            raise LaunchError(
+                f"--model-data-download-timeout must be 60-3600 seconds, got {timeout}"
+            )
+        if self.data_capture is not None and not 0 <= self.data_capture[1] <= 100:
+            raise LaunchError(f"--data-capture: percent must be 0-100, got {self.data_capture[1]}")
+        self.security.check()
+        self._check_traffic_shifting()
+        self._check_serverless()
+
+    def _check_traffic_shifting(self) -> None:
+        if self.rollback_alarms and self.traffic_shifting is None:
+            raise LaunchError("--rollback-alarm needs --canary or --linear")
+        if len(self.rollback_alarms) > 10:
+            raise LaunchError("at most 10 --rollback-alarm")
+        if self.traffic_shifting is None:
+            return
+        kind, percent, wait_s = self.traffic_shifting
+        flag = f"--{kind.lower()}"
+        # The API's rule: a canary is at most half the fleet, a linear step 10-50% of it.
+        low = 10 if kind == "LINEAR" else 1
+        if not low <= percent <= 50:
+            raise LaunchError(f"{flag}: percent must be {low}-50, got {percent}")
+        if not 0 <= wait_s <= 3600:
+            raise LaunchError(f"{flag}: wait must be 0-3600 seconds, got {wait_s}")
+
+    def _check_serverless(self) -> None:
+        if self.serverless is None:
+            return
+        memory_mb, concurrency = self.serverless
+        if memory_mb not in range(1024, 6145, 1024):
+            raise LaunchError(
+                f"--serverless: memory must be 1024-6144 MB in steps of 1024, got {memory_mb}"
+            )
+        if not 1 <= concurrency <= 200:
+            raise LaunchError(f"--serverless: max concurrency must be 1-200, got {concurrency}")
+        # Serverless endpoints have none of these (AWS's list of serverless exclusions).
+        excluded = {
+            "--autoscale-min/--autoscale-max (use MAX_CONCURRENCY)": self.autoscale,
+            "--data-capture": self.data_capture is not None,
+            "--subnets/--security-group-ids": bool(self.security.subnets),
+            "--network-isolation": self.security.network_isolation,
+            "--canary/--linear": self.traffic_shifting is not None,
+            "--model-data-download-timeout": self.model_data_download_timeout_s is not None,
+        }
+        given = [flag for flag, present in excluded.items() if present]
+        if given:
+            raise LaunchError(f"--serverless does not go with {', '.join(given)}")
 
     @property
     def autoscale(self) -> bool:
@@ -229,6 +329,7 @@ class BatchOptions:
     batch_strategy: str = "MultiRecord"
     max_payload_mb: int = 6
     max_concurrent_transforms: int | None = None
+    security: SecurityOptions = field(default_factory=SecurityOptions)
 
     def check(self) -> None:
         """SageMaker's rule: MaxPayloadInMB x MaxConcurrentTransforms <= 100 MB.
@@ -242,3 +343,4 @@ class BatchOptions:
                 f"--max-payload {self.max_payload_mb} x --max-concurrent-transforms {concurrent} "
                 "is over SageMaker's 100 MB limit"
             )
+        self.security.check()

@@ -37,7 +37,7 @@ from ncf_contract.metric_lines import METRIC_DEFINITIONS, OBJECTIVE_METRIC
 from ncf_launch.aws import AwsContext
 from ncf_launch.errors import JobEndedError, LaunchError
 from ncf_launch.jobs import describe_tuning_job
-from ncf_launch.options import TUNE_BASE_JOB_NAME, TuneOptions
+from ncf_launch.options import TUNE_BASE_JOB_NAME, TrainOptions, TuneOptions
 from ncf_launch.settings import Settings
 from ncf_launch.train import announce, build_channels, build_trainer
 
@@ -126,6 +126,32 @@ def check_checkpoint_sharing(options: TuneOptions) -> None:
         )
 
 
+def complete_training_definition(context: AwsContext, training: TrainOptions) -> None:
+    """Put back what the SDK's tuner drops from the training job definition.
+
+    ``HyperparameterTuner`` (sagemaker 3.27) copies the trainer's VPC, output key
+    and instance settings, but not ``EnableNetworkIsolation`` nor the volume's KMS
+    key: a tuning job asked to run isolated or encrypted would run neither. A
+    botocore handler adds them to ``CreateHyperParameterTuningJob`` just before it
+    is validated and sent (``--dry-run`` shows the completed request).
+    """
+    isolation = training.security.network_isolation
+    volume_key = training.security.volume_kms_key
+    if not (isolation or volume_key):
+        return
+
+    def complete(params: dict[str, Any], **_: Any) -> None:
+        definition = params["TrainingJobDefinition"]
+        if isolation:
+            definition["EnableNetworkIsolation"] = True
+        if volume_key:
+            definition["ResourceConfig"]["VolumeKmsKeyId"] = volume_key
+
+    context.boto_session.events.register_first(
+        "before-parameter-build.sagemaker.CreateHyperParameterTuningJob", complete
+    )
+
+
 def run_tune(settings: Settings, options: TuneOptions, wait: bool = True) -> dict[str, Any]:
     """Start the tuning job; with ``wait``, wait for it and report the best training job."""
     if settings.local:
@@ -134,6 +160,7 @@ def run_tune(settings: Settings, options: TuneOptions, wait: bool = True) -> dic
     context = AwsContext(settings)
     job_name = tuning_job_name()
     training = replace(options.training, base_job_name=TUNE_BASE_JOB_NAME)
+    complete_training_definition(context, training)  # before the SDK makes its client
     trainer = build_trainer(settings, training, context, checkpoint_run=job_name)
     tuner = HyperparameterTuner(
         model_trainer=trainer,

@@ -37,7 +37,7 @@ def without_generated_names(value: Any) -> Any:
     if isinstance(value, list):
         return [without_generated_names(item) for item in value]
     if isinstance(value, str):  # timestamps inside generated URIs (checkpoint prefixes)
-        return re.sub(r"\d{8}-\d{6}-\d{3}-[0-9a-f]{4}", "<time>", value)
+        return re.sub(r"\d{8}-\d{6}-\d{3}-[0-9a-f]{8}", "<time>", value)
     return value
 
 
