@@ -52,8 +52,9 @@ Attributes (models trained with the ``items`` / ``users`` channels, see
   fallback (``popularity``, or ``trending``: interactions within the last
   ``trending_window`` days of training), named in ``"fallback"``.
 - ``filter`` keeps the items having, for each ``include`` attribute, one of its
-  values and none of the ``exclude`` values, before top-k: one column slice
-  of the items' feature matrix (CSC, built at load time) per attribute.
+  values and none of the ``exclude`` values, before top-k: the items of each
+  value are one index range of the items' feature matrix (CSC, built at load
+  time), written into a boolean mask.
 - Similar items ``by`` ``content`` rank by the cosine of the items' unit TF-IDF
   rows (``content.npz``; one sparse product per batch), ``hybrid`` by the mean
   of the content and behaviour cosines. Cold items have both.
@@ -385,6 +386,15 @@ class Recommender:
             )
         return row
 
+    def _items_having(self, features: list[int]) -> np.ndarray:
+        """``[num_items]`` bool: the items with any of ``features`` (CSC index ranges, no copy)."""
+        assert self.item_features_csc is not None
+        indptr, indices = self.item_features_csc.indptr, self.item_features_csc.indices
+        has = np.zeros(self.num_items, dtype=bool)
+        for feature in features:
+            has[indices[indptr[feature] : indptr[feature + 1]]] = True
+        return has
+
     def _filter_mask(self, item_filter: ItemFilter, label: str) -> np.ndarray:
         """``[num_items]`` bool: the items ``item_filter`` keeps."""
         where = f"{label}.filter"
@@ -399,7 +409,7 @@ class Recommender:
                     features = self.item_attributes.value_features(
                         name, list(values), f"{where}.{part}"
                     )
-                    has = self.item_features_csc[:, features].getnnz(axis=1) > 0
+                    has = self._items_having(features)
                     keep &= has if wanted else ~has
         except UnknownAttributeError as error:
             raise bad_request(str(error)) from None
