@@ -68,6 +68,7 @@ class TrainingConfig:
     learning_rate: float = field(default=0.003, metadata=_float(0.0, 10.0, low_open=True))
     learning_rate_decay: float = field(default=0.8, metadata=_float(0.0, 1.0, low_open=True))
     optimizer: str = field(default="adam", metadata=_choice("adam", "sgd", "adagrad", "rmsprop"))
+    sparse_updates: bool = field(default=True, metadata=_BOOL)
     num_negatives: int = field(default=4, metadata=_int(1, 1000))
     gmf_dim: int = field(default=64, metadata=_int(1, 4096))
     mlp_layers: tuple[int, ...] = field(default=(64, 32, 16), metadata=_LAYERS)

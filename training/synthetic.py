@@ -114,3 +114,100 @@ def make_user_attributes(
             "segment": np.char.add("s", user_cluster.astype(str)),
         }
     )
+
+
+#: A user who interacts with more than 1 / _HEAVY_SHARE of the catalogue is drawn by Gumbel top-k.
+_HEAVY_SHARE = 20
+
+
+def _sorted_unique(values: np.ndarray) -> np.ndarray:
+    """``np.unique`` by sorting (NumPy 2's hash-based unique was 20x slower on int64 keys)."""
+    ordered = np.sort(values)
+    return ordered[np.concatenate([[True], ordered[1:] != ordered[:-1]])]
+
+
+def _distinct_by_gumbel(
+    rng: np.random.Generator, users: np.ndarray, counts: np.ndarray, probabilities: np.ndarray
+) -> np.ndarray:
+    """``user * num_items + item`` keys: each user's ``counts[user]`` distinct weighted items."""
+    if len(users) == 0:
+        return np.empty(0, dtype=np.int64)
+    num_items = len(probabilities)
+    perturbed = np.log(probabilities)[None, :] - np.log(
+        -np.log(rng.random((len(users), num_items)))
+    )
+    order = np.argsort(-perturbed, axis=1)
+    keep = np.arange(num_items)[None, :] < counts[users][:, None]
+    return (users[:, None].astype(np.int64) * num_items + order)[keep]
+
+
+def make_power_law_interactions(
+    num_users: int = 138_493,
+    num_items: int = 26_744,
+    num_interactions: int = 20_000_263,
+    user_exponent: float = 0.4,
+    item_exponent: float = 0.6,
+    min_per_user: int = 20,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct (user, item) pairs shaped like MovieLens-20M, in memory O(interactions).
+
+    User activity and item popularity both follow power laws in rank: the ``r``-th most
+    active user has about ``r ** -user_exponent`` of the interactions above the floor of
+    ``min_per_user`` each, and the ``r``-th most popular item is drawn with probability
+    proportional to ``r ** -item_exponent``. The defaults give MovieLens-20M's counts
+    (138,493 users, 26,744 items, 20,000,263 interactions) with its most active user near
+    its 9,254 ratings. Users and items are drawn in a shuffled rank order, so index and
+    popularity are unrelated. Each user's items are distinct (re-drawn until they are);
+    no ``[users, items]`` array is ever built.
+
+    Returns:
+        ``(user_index int32, item_index int32)``, sorted by user, ``num_interactions`` long
+        (fewer only if a user would need more than half the items).
+
+    Raises:
+        ValueError: The sizes cannot hold that many distinct pairs with the floor.
+    """
+    if num_users * min_per_user > num_interactions or min_per_user >= num_items:
+        raise ValueError(
+            f"{num_users} users x min_per_user {min_per_user} must fit in {num_interactions} "
+            f"interactions and min_per_user must be below num_items ({num_items})"
+        )
+    rng = np.random.default_rng(seed)
+    weights = np.arange(1, num_users + 1, dtype=np.float64) ** -user_exponent
+    extra = num_interactions - num_users * min_per_user
+    counts = min_per_user + np.floor(extra * weights / weights.sum()).astype(np.int64)
+    counts[: num_interactions - int(counts.sum())] += 1  # the rounding remainder, to the top
+    counts = np.minimum(counts, num_items // 2)  # room left for distinct draws
+    counts = rng.permutation(counts)
+    item_rank_to_index = rng.permutation(num_items)
+    cumulative = np.cumsum(np.arange(1, num_items + 1, dtype=np.float64) ** -item_exponent)
+    cumulative /= cumulative[-1]
+
+    probabilities = np.diff(cumulative, prepend=0.0)[np.argsort(item_rank_to_index)]
+    # Heavy users (a sizeable share of the catalogue) by Gumbel top-k over every item, a few
+    # rows at a time; everyone else by drawing with replacement and re-drawing repeats.
+    heavy = np.flatnonzero(counts * _HEAVY_SHARE > num_items)
+    parts = [
+        _distinct_by_gumbel(rng, heavy[s : s + 256], counts, probabilities)
+        for s in range(0, len(heavy), 256)
+    ]
+    light = np.setdiff1d(np.arange(num_users), heavy)
+    keys = np.empty(0, dtype=np.int64)
+    wanted = np.zeros(num_users, dtype=np.int64)
+    wanted[light] = counts[light]
+    while wanted.any():
+        users = np.repeat(np.arange(num_users, dtype=np.int64), wanted)
+        ranks = np.searchsorted(cumulative, rng.random(len(users)), side="right")
+        drawn = users * num_items + item_rank_to_index[np.minimum(ranks, num_items - 1)]
+        # New draws that repeat a pair (within the round or with earlier rounds) are dropped;
+        # the users they belong to draw again for what they still lack.
+        fresh = _sorted_unique(drawn)
+        if len(keys):
+            place = np.minimum(np.searchsorted(keys, fresh), len(keys) - 1)
+            fresh = fresh[keys[place] != fresh]
+        keys = np.sort(np.concatenate([keys, fresh]))
+        wanted[light] = counts[light] - np.bincount(keys // num_items, minlength=num_users)[light]
+    parts.append(keys)
+    keys = np.sort(np.concatenate(parts))
+    return (keys // num_items).astype(np.int32), (keys % num_items).astype(np.int32)

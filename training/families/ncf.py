@@ -28,6 +28,7 @@ from ncf_contract.ranking import unit_item_vectors
 from training.config import TrainingConfig
 from training.errors import TrainingDivergedError
 from training.families.base import FitContext, FitResult, FittedModel, validation_of
+from training.families.lazy_adam import LazyAdam
 from training.families.ncf_model import NCF
 from training.objectives import Examples, Objective, Scorer
 from training.signals import StopFlag
@@ -46,6 +47,11 @@ OPTIMIZERS: dict[str, type[keras.optimizers.Optimizer]] = {
     "adagrad": keras.optimizers.Adagrad,
     "rmsprop": keras.optimizers.RMSprop,
 }
+#: With ``sparse_updates`` (the default), optimizers whose Keras version updates every row of
+#: an embedding table on every step are replaced by one that updates only the looked-up rows
+#: (see ``training.families.lazy_adam``). Keras' SGD and Adagrad already apply sparse
+#: gradients row-wise; RMSprop has no lazy counterpart here and stays dense.
+SPARSE_OPTIMIZERS: dict[str, type[keras.optimizers.Optimizer]] = {"adam": LazyAdam}
 
 
 class KerasScorer:
@@ -150,8 +156,12 @@ def compile_model(
     model: keras.Model, config: TrainingConfig, objective: Objective, optimizer: str | None = None
 ) -> None:
     """Compile with the objective's loss and build the optimizer's variables."""
+    name = optimizer or config.optimizer
+    optimizer_class = (SPARSE_OPTIMIZERS if config.sparse_updates else OPTIMIZERS).get(
+        name, OPTIMIZERS[name]
+    )
     model.compile(
-        optimizer=OPTIMIZERS[optimizer or config.optimizer](learning_rate=config.learning_rate),
+        optimizer=optimizer_class(learning_rate=config.learning_rate),
         loss=objective.loss,
         # XLA (Keras' "auto") was slower for these small embedding-bound steps on CPU.
         jit_compile=False,
