@@ -19,6 +19,7 @@ from inference import content_types, flow
 from inference.errors import InferenceError
 from inference.instances import Reranking
 from inference.recommender import Recommender
+from inference.retrieval import RetrievalSettings
 from inference.settings import ServingSettings
 
 LOGGER = logging.getLogger("inference")
@@ -53,12 +54,14 @@ def read_body(limit: int) -> bytes:
 
 
 def load_recommender(
-    model_dir: Path, reranking: Reranking | None = None
+    model_dir: Path,
+    reranking: Reranking | None = None,
+    retrieval: RetrievalSettings | None = None,
 ) -> tuple[Recommender | None, str | None]:
     """The model, or ``None`` and the reason it could not be loaded (also logged)."""
     started = time.perf_counter()
     try:
-        recommender = Recommender.from_model_dir(model_dir, reranking)
+        recommender = Recommender.from_model_dir(model_dir, reranking, retrieval)
     except Exception as error:  # the worker stays up and /ping reports why
         reason = f"model in {model_dir} could not be loaded: {error}"
         LOGGER.exception("%s", reason)
@@ -146,5 +149,7 @@ def create_app(
 
 def create_app_from_settings(settings: ServingSettings) -> Flask:
     """Load the model from ``settings.model_dir`` (once, in this process) and build the app."""
-    recommender, load_error = load_recommender(settings.model_dir, settings.reranking)
+    recommender, load_error = load_recommender(
+        settings.model_dir, settings.reranking, settings.retrieval
+    )
     return create_app(settings, recommender, load_error)

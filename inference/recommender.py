@@ -77,6 +77,7 @@ from inference.instances import (
     ScoreRequest,
     SimilarRequest,
 )
+from inference.retrieval import ApproximateIndex, RetrievalSettings
 from inference.scoring import NcfScorer, scorer_for
 from ncf_contract.attributes import UnknownAttributeError
 from ncf_contract.families import HISTORY_FAMILIES
@@ -179,7 +180,12 @@ def _round(values: np.ndarray) -> list[float]:
 class Recommender:
     """What ``/invocations`` calls: one method per instance kind, each taking a batch."""
 
-    def __init__(self, artifacts: ModelArtifacts, reranking: Reranking | None = None) -> None:
+    def __init__(
+        self,
+        artifacts: ModelArtifacts,
+        reranking: Reranking | None = None,
+        retrieval: RetrievalSettings | None = None,
+    ) -> None:
         self.artifacts = artifacts
         self.reranking = reranking or Reranking()
         self.metadata = artifacts.metadata
@@ -204,15 +210,26 @@ class Recommender:
         self.content = artifacts.content
         self.content_t = None if artifacts.content is None else artifacts.content.T.tocsr()
         self.user_feature_embedding = artifacts.weights.get("user_feature_embedding")
+        self.retrieval = retrieval or RetrievalSettings()
+        self.approximate: ApproximateIndex | None = None
+        dot_product = self.scorer.dot_product_part() if isinstance(self.scorer, NcfScorer) else None
+        if dot_product is not None and self.retrieval.use_approximate(self.num_items, True):
+            self.query_vectors, item_vectors = dot_product
+            self.approximate = ApproximateIndex(item_vectors, self.retrieval.nprobe)
 
     @classmethod
-    def from_model_dir(cls, model_dir: Path, reranking: Reranking | None = None) -> Recommender:
+    def from_model_dir(
+        cls,
+        model_dir: Path,
+        reranking: Reranking | None = None,
+        retrieval: RetrievalSettings | None = None,
+    ) -> Recommender:
         """Load and precompute; ``reranking`` is what requests that name none get.
 
         Raises:
             ArtifactError: The directory is missing, incomplete or corrupt.
         """
-        return cls(load_model_dir(model_dir), reranking)
+        return cls(load_model_dir(model_dir), reranking, retrieval)
 
     def _item_positions(self, item_ids: tuple[str, ...]) -> np.ndarray:
         """Positions of the known ids among ``item_ids`` (unknown ids are dropped)."""
@@ -275,6 +292,65 @@ class Recommender:
         return self._recommend(requests, labels)
 
     def _recommend(
+        self, requests: list[RecommendRequest], labels: list[str]
+    ) -> list[dict[str, Any]]:
+        if self.approximate is None:
+            return self._recommend_exact(requests, labels)
+        done: dict[int, dict[str, Any]] = {}
+        for n, request in enumerate(requests):
+            if (prediction := self._recommend_approximately(request)) is not None:
+                done[n] = prediction
+        rest = [n for n in range(len(requests)) if n not in done]
+        if rest:
+            exact = self._recommend_exact([requests[n] for n in rest], [labels[n] for n in rest])
+            done.update(zip(rest, exact, strict=True))
+        return [done[n] for n in range(len(requests))]
+
+    def _recommend_approximately(self, request: RecommendRequest) -> dict[str, Any] | None:
+        """Top-k from the approximate index re-scored exactly (``inference.retrieval``).
+
+        ``None`` when the request needs the exact path: not a known user by id, candidates,
+        a filter or re-ranking by popularity or diversity, or fewer than ``k`` candidates found.
+        """
+        user = self.user_index.get(request.user_id or "")
+        defaults = self.reranking
+        if (
+            self.approximate is None
+            or user is None
+            or request.history is not None
+            or request.candidate_item_ids is not None
+            or request.filter is not None
+            or (defaults.diversity if request.diversity is None else request.diversity)
+            or (
+                defaults.popularity_penalty
+                if request.popularity_penalty is None
+                else request.popularity_penalty
+            )
+        ):
+            return None
+        exclude = self.seen.row(user) if request.exclude_seen else np.empty(0, np.intp)
+        if request.exclude_item_ids:
+            exclude = np.concatenate([exclude, self._item_positions(request.exclude_item_ids)])
+        count = max(self.retrieval.candidates, request.k)
+        candidates = self.approximate.search(self.query_vectors[user], count, exclude)
+        if len(candidates) < min(request.k, self.num_items - len(np.unique(exclude))):
+            return None
+        assert isinstance(self.scorer, NcfScorer)  # the index is only built for NCF scorers
+        logits = self.scorer.logits_pairs(np.full(len(candidates), user), candidates)
+        positions, values = _top_k_row(logits, request.k)
+        return {
+            "user_id": request.user_id,
+            "items": [
+                {"item_id": self.item_id_list[p], "score": s}
+                for p, s in zip(
+                    candidates[positions].tolist(),
+                    _round(self.scorer.activate(values)),
+                    strict=True,
+                )
+            ],
+        }
+
+    def _recommend_exact(
         self, requests: list[RecommendRequest], labels: list[str]
     ) -> list[dict[str, Any]]:
         batch = len(requests)

@@ -307,6 +307,16 @@ class NcfScorer:
             item_bias=_f32(weights["item_bias"]) if "item_bias" in weights else None,
         )
 
+    def dot_product_part(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(user [num_users, d], item [num_items, d])`` whose inner product is the GMF logit part.
+
+        ``None`` for a model without a GMF part (MLP only). ``inference.retrieval`` indexes the
+        item side to find candidates for exact re-scoring.
+        """
+        if self._gmf_user_scaled is None or self._gmf_item is None:
+            return None
+        return self._gmf_user_scaled, self._gmf_item
+
     def activate(self, logits: np.ndarray) -> np.ndarray:
         """Scores from logits: the sigmoid for implicit models, identity otherwise."""
         return _sigmoid(logits) if self._sigmoid else logits

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from inference.instances import FALLBACKS, RERANKING_RANGE, Reranking
+from inference.retrieval import RETRIEVAL_MODES, RetrievalSettings
 
 #: SageMaker's real-time payload limit, also batch transform's default MaxPayloadInMB.
 DEFAULT_MAX_PAYLOAD_MB = 6
@@ -58,6 +59,13 @@ def _fallback(environ: Mapping[str, str]) -> str:
     return value
 
 
+def _retrieval_mode(environ: Mapping[str, str]) -> str:
+    mode = environ.get("NCF_RETRIEVAL", "").strip().lower() or "auto"
+    if mode not in RETRIEVAL_MODES:
+        raise SettingsError(f"NCF_RETRIEVAL must be one of {RETRIEVAL_MODES}, got {mode!r}")
+    return mode
+
+
 def _gpu_visible(environ: Mapping[str, str]) -> bool:
     devices = environ.get("NVIDIA_VISIBLE_DEVICES", "").strip().lower()
     return devices not in ("", "none", "void")
@@ -87,6 +95,9 @@ class ServingSettings:
             (default) or ``trending``.
         nginx: ``NCF_NGINX``, the nginx binary in front of gunicorn; empty: ``nginx``
             on ``PATH`` or in a usual location (``inference.proxy.find_nginx``).
+        retrieval: How recommend requests find their top-k (``inference.retrieval``):
+            ``NCF_RETRIEVAL`` (``auto``, ``exact`` or ``approximate``),
+            ``NCF_ANN_CANDIDATES`` (200) re-scored exactly, ``NCF_ANN_NPROBE`` (32) lists.
     """
 
     model_dir: Path
@@ -100,6 +111,7 @@ class ServingSettings:
     batch: bool = False
     reranking: Reranking = field(default_factory=Reranking)
     nginx: str = ""
+    retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
 
     @property
     def max_payload_bytes(self) -> int:
@@ -146,4 +158,9 @@ class ServingSettings:
                 fallback=_fallback(environ),
             ),
             nginx=environ.get("NCF_NGINX", "").strip(),
+            retrieval=RetrievalSettings(
+                mode=_retrieval_mode(environ),
+                candidates=_int(environ, "NCF_ANN_CANDIDATES", 200),
+                nprobe=_int(environ, "NCF_ANN_NPROBE", 32),
+            ),
         )

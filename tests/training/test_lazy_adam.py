@@ -9,7 +9,7 @@ import pytest
 from training.config import TrainingConfig
 from training.dataset import build_dataset
 from training.families.lazy_adam import LazyAdam
-from training.families.ncf import compile_model
+from training.families.ncf import KerasScorer, compile_model
 from training.families.ncf_model import NCF
 from training.objectives import objective_for
 from training.synthetic import make_interactions
@@ -104,3 +104,13 @@ def test_sparse_updates_hyperparameter_picks_the_optimizer() -> None:
 def test_amsgrad_is_refused() -> None:
     with pytest.raises(ValueError, match="amsgrad"):
         LazyAdam(amsgrad=True)
+
+
+def test_gmf_scores_every_item_by_one_matrix_product_equal_to_the_pairwise_scores() -> None:
+    keras.utils.set_random_seed(1)
+    model = NCF(15, 11, model_type="gmf", gmf_dim=4).build_all()
+    scorer = KerasScorer(model)
+    assert scorer._all_items is not None  # the matrix-product path is the one under test
+    users = np.array([0, 3, 14])
+    grid = scorer.score_pairs(np.repeat(users, 11), np.tile(np.arange(11), 3)).reshape(3, 11)
+    np.testing.assert_allclose(scorer.score_all_items(users), grid, rtol=1e-5, atol=1e-7)

@@ -1,0 +1,175 @@
+"""Serving large catalogs: load time, top-10 latency, memory and recall, exact against approximate.
+
+For each catalog size and model type, writes a synthetic model directory (GMF d=64, or
+NeuMF with GMF 64 and MLP [64, 32, 16]; ``--users`` users; user and item embeddings drawn
+around shared cluster centres, so there is structure to find; 0-50 seen items per user)
+under ``--cache`` and, in a fresh child process per retrieval mode (one BLAS / OpenMP
+thread: "one core"), measures:
+
+- ``load_s``: ``Recommender.from_model_dir`` (reading, precomputation and, for
+  ``approximate``, building the index): what stands between a worker's start and /ping.
+- ``p50_ms`` / ``p99_ms``: one recommend request (one user, k=10, seen items excluded)
+  at a time, ``--requests`` requests over random users.
+- ``peak_rss_gb``: the child's peak RSS (``os.wait4``).
+- ``recall@10``: the share of the exact top 10 found by the approximate path (returned
+  lists), and for NeuMF also ``first_stage_recall@10``: the share of the exact top 10 among
+  the first stage's candidates (what re-scoring can recover at best).
+
+Usage: .venv/bin/python benchmarks/serve_catalog.py --items 100000,1000000 --models gmf,neumf
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def write_model(directory: Path, model_type: str, num_users: int, num_items: int) -> None:
+    """A synthetic model directory with clustered embeddings (see the module docstring)."""
+    from ncf_contract.model_dir import ModelArtifacts, ModelMetadata, save_model_dir
+    from ncf_contract.seen import SeenItems
+
+    rng = np.random.default_rng(0)
+    clusters = 256
+
+    def clustered(rows: int, dim: int, centres: np.ndarray) -> np.ndarray:
+        picks = rng.integers(0, clusters, rows)
+        noise = rng.normal(scale=0.6, size=(rows, dim)).astype(np.float32)
+        return (0.3 * (centres[picks] + noise)).astype(np.float32)
+
+    weights: dict[str, np.ndarray] = {}
+    gmf_centres = rng.normal(size=(clusters, 64)).astype(np.float32)
+    weights["gmf_user_embedding"] = clustered(num_users, 64, gmf_centres)
+    weights["gmf_item_embedding"] = clustered(num_items, 64, gmf_centres)
+    head, layers = 64, 0
+    if model_type == "neumf":
+        mlp_centres = rng.normal(size=(clusters, 32)).astype(np.float32)
+        weights["mlp_user_embedding"] = clustered(num_users, 32, mlp_centres)
+        weights["mlp_item_embedding"] = clustered(num_items, 32, mlp_centres)
+        width = 64
+        for layer, units in enumerate((32, 16)):
+            weights[f"mlp_kernel_{layer}"] = rng.normal(
+                scale=width**-0.5, size=(width, units)
+            ).astype(np.float32)
+            weights[f"mlp_bias_{layer}"] = np.zeros(units, np.float32)
+            width = units
+        head, layers = 64 + width, 2
+    weights["output_kernel"] = rng.uniform(0.5, 1.5, size=(head, 1)).astype(np.float32)
+    weights["output_bias"] = np.zeros(1, np.float32)
+    counts = rng.integers(0, 51, num_users)
+    indices = rng.integers(0, num_items, int(counts.sum())).astype(np.int32)
+    indptr = np.concatenate([[0], np.cumsum(counts)])
+    for user in range(num_users):  # distinct and sorted per row
+        row = np.unique(indices[indptr[user] : indptr[user + 1]])
+        indices[indptr[user] : indptr[user] + len(row)] = row
+        counts[user] = len(row)
+    keep = np.concatenate(
+        [indices[indptr[u] : indptr[u] + counts[u]] for u in range(num_users)]
+    ).astype(np.int32)
+    save_model_dir(
+        directory,
+        ModelArtifacts(
+            metadata=ModelMetadata(
+                model_type=model_type,
+                feedback="implicit",
+                output_activation="sigmoid",
+                num_mlp_layers=layers,
+            ),
+            weights=weights,
+            user_ids=np.array([f"u{n}" for n in range(num_users)]),
+            item_ids=np.array([f"i{n}" for n in range(num_items)]),
+            item_popularity=rng.integers(0, 1000, num_items).astype(np.int64),
+            seen=SeenItems.from_csr(np.concatenate([[0], np.cumsum(counts)]), keep, num_items),
+        ),
+    )
+
+
+def measure(model_dir: Path, mode: str, requests: int) -> dict[str, float]:
+    """One retrieval mode in this process (the child): load time, latency and recall."""
+    from inference.instances import RecommendRequest
+    from inference.recommender import Recommender
+    from inference.retrieval import RetrievalSettings
+
+    started = time.perf_counter()
+    recommender = Recommender.from_model_dir(model_dir, retrieval=RetrievalSettings(mode=mode))
+    load_s = time.perf_counter() - started
+    rng = np.random.default_rng(1)
+    users = rng.integers(0, len(recommender.user_ids), requests)
+    latencies, lists = [], []
+    for user in users:
+        request = [RecommendRequest(user_id=f"u{user}", k=10)]
+        began = time.perf_counter()
+        prediction = recommender.recommend(request)[0]
+        latencies.append(time.perf_counter() - began)
+        lists.append([int(item["item_id"][1:]) for item in prediction["items"]])
+    result = {
+        "load_s": round(load_s, 2),
+        "p50_ms": round(float(np.percentile(latencies, 50)) * 1e3, 2),
+        "p99_ms": round(float(np.percentile(latencies, 99)) * 1e3, 2),
+    }
+    if recommender.approximate is not None:
+        exact_found = first_stage = 0
+        for user, found in zip(users[:100], lists[:100], strict=False):
+            logits = recommender.scorer.logits_all_items(np.array([user]))[0]
+            logits[recommender.seen.row(int(user))] = -np.inf
+            exact = set(np.argsort(-logits, kind="stable")[:10].tolist())
+            exact_found += len(exact & set(found))
+            candidates = recommender.approximate.search(
+                recommender.query_vectors[user],
+                recommender.retrieval.candidates,
+                recommender.seen.row(int(user)),
+            )
+            first_stage += len(exact & set(candidates.tolist()))
+        result["recall@10"] = exact_found / (10 * min(100, len(lists)))
+        result["first_stage_recall@10"] = first_stage / (10 * min(100, len(lists)))
+    return result
+
+
+def run_child(model_dir: Path, mode: str, requests: int) -> dict[str, float]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    process = subprocess.Popen(
+        [sys.executable, __file__, "--child", str(model_dir), mode, str(requests)],
+        env=env,
+        stdout=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    output = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    if os.waitstatus_to_exitcode(status):
+        raise SystemExit(f"child failed for {model_dir} {mode}")
+    return {**json.loads(output.splitlines()[-1]), "peak_rss_gb": usage.ru_maxrss / 1e6}
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        print(json.dumps(measure(Path(sys.argv[2]), sys.argv[3], int(sys.argv[4]))))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", default="100000,1000000")
+    parser.add_argument("--models", default="gmf,neumf")
+    parser.add_argument("--modes", default="exact,approximate")
+    parser.add_argument("--users", type=int, default=20_000)
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--cache", type=Path, default=RESULTS / "catalog-models")
+    args = parser.parse_args()
+    for items in (int(float(n)) for n in args.items.split(",")):
+        for model_type in args.models.split(","):
+            model_dir = args.cache / f"{model_type}-{items}"
+            if not (model_dir / "metadata.json").exists():
+                write_model(model_dir, model_type, args.users, items)
+            for mode in args.modes.split(","):
+                row = {"items": items, "model": model_type, "mode": mode}
+                print(json.dumps({**row, **run_child(model_dir, mode, args.requests)}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

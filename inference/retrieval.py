@@ -1,0 +1,139 @@
+"""Top-k retrieval for large catalogs: an approximate first stage, re-scored exactly.
+
+Brute force (every item scored, ``inference.recommender``) is exact and stays the
+choice while it is fast: about 3 ms for a top-10 over 100,000 items on one core,
+but a 1M-item catalog is a 256 MB matrix-vector product per request (GMF d=64)
+before the top-k. Past ``APPROXIMATE_FROM_ITEMS`` items (``auto``) recommend
+requests take two stages instead:
+
+1. **Candidates** from a FAISS inverted-file index (``IndexIVFFlat``, inner
+   product) over the GMF item embeddings, queried with the user's GMF
+   embedding pre-scaled by the output kernel, so the index's inner product *is*
+   the GMF part of the logit. The user's seen items (and the request's
+   ``exclude_item_ids``) are excluded inside the search (``IDSelectorNot``), so
+   a heavy user still gets a full candidate list.
+2. **Exact re-scoring** of those candidates by the model (``NcfScorer.logits_pairs``):
+   for GMF the same inner products plus the bias; for NeuMF the full score, MLP
+   tower included, which is not a dot product: the GMF part only chooses the
+   candidates, and ``benchmarks/serve_catalog.py`` measures how many of the
+   brute-force top 10 survive that first stage (recall@10).
+
+The index is built when the worker loads the model (k-means on a sample of
+``TRAIN_SAMPLE_PER_LIST`` items per list, then every item assigned), with all
+cores; searches run on one thread (``faiss.omp_set_num_threads(1)``: one request
+per gthread thread). Memory: the index holds one float32 copy of the GMF item
+embeddings (``num_items x d x 4`` bytes; 256 MB at 1M x 64) plus its centroids.
+
+MLP-only models have no dot-product part to index: they are always scored
+exactly. Requests that restrict the candidates (``candidate_item_ids``) or
+re-rank by popularity are scored exactly too (see ``Recommender``).
+
+The mode is ``NCF_RETRIEVAL`` (``auto``, ``exact`` or ``approximate``), with
+``NCF_ANN_CANDIDATES`` candidates re-scored per request and ``NCF_ANN_NPROBE``
+inverted lists searched (``inference.settings``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+LOGGER = logging.getLogger(__name__)
+
+RETRIEVAL_MODES = ("auto", "exact", "approximate")
+#: ``auto`` builds the approximate index from this many items on.
+APPROXIMATE_FROM_ITEMS = 200_000
+#: Items per inverted list in the k-means training sample (FAISS warns below 39).
+TRAIN_SAMPLE_PER_LIST = 40
+
+
+@dataclass(frozen=True)
+class RetrievalSettings:
+    """How recommend requests find their candidates.
+
+    Attributes:
+        mode: ``auto`` (approximate from ``APPROXIMATE_FROM_ITEMS`` items on, for
+            models with a GMF part), ``exact`` (always brute force) or ``approximate``.
+        candidates: Items the first stage hands to exact re-scoring (at least ``k``).
+        nprobe: Inverted lists searched per query.
+    """
+
+    mode: str = "auto"
+    candidates: int = 200
+    nprobe: int = 32
+
+    def use_approximate(self, num_items: int, has_gmf: bool) -> bool:
+        """Whether a model of ``num_items`` items (with or without a GMF part) gets the index."""
+        if not has_gmf or self.mode == "exact":
+            return False
+        return self.mode == "approximate" or num_items >= APPROXIMATE_FROM_ITEMS
+
+
+class ApproximateIndex:
+    """An inner-product IVF index over item vectors, searched with exclusions."""
+
+    def __init__(self, item_vectors: np.ndarray, nprobe: int, seed: int = 0) -> None:
+        """Build the index (k-means on a sample, then every item assigned to its list).
+
+        Args:
+            item_vectors: ``[num_items, d]`` float32, the vectors the query's inner
+                product is taken with.
+            nprobe: Inverted lists searched per query.
+            seed: Seed of the k-means sample and initialisation.
+        """
+        import faiss  # only models served approximately pay for the import
+
+        self._faiss = faiss
+        started = time.perf_counter()
+        vectors = np.ascontiguousarray(item_vectors, dtype=np.float32)
+        num_items, dim = vectors.shape
+        self.num_lists = max(1, min(int(math.sqrt(num_items)), num_items // TRAIN_SAMPLE_PER_LIST))
+        faiss.omp_set_num_threads(os.cpu_count() or 1)
+        quantizer = faiss.IndexFlatIP(dim)
+        index = faiss.IndexIVFFlat(quantizer, dim, self.num_lists, faiss.METRIC_INNER_PRODUCT)
+        index.cp.niter = 10
+        index.cp.seed = seed
+        sample_size = min(num_items, TRAIN_SAMPLE_PER_LIST * self.num_lists)
+        sample = np.random.default_rng(seed).choice(num_items, sample_size, replace=False)
+        index.train(vectors[np.sort(sample)])
+        index.add(vectors)
+        faiss.omp_set_num_threads(1)  # a search serves one request on one gthread thread
+        self._index = index
+        self.nprobe = min(nprobe, self.num_lists)
+        self._quantizer = quantizer  # the index refers to it; keep it alive
+        LOGGER.info(
+            "approximate index: %d items in %d lists, nprobe %d, built in %.2f s",
+            num_items,
+            self.num_lists,
+            self.nprobe,
+            time.perf_counter() - started,
+        )
+
+    def search(self, query: np.ndarray, count: int, exclude: np.ndarray) -> np.ndarray:
+        """Up to ``count`` item positions with the largest inner product with ``query``.
+
+        Args:
+            query: ``[d]`` float32.
+            count: How many candidates.
+            exclude: Item positions never returned (seen or excluded items).
+
+        Returns:
+            ``[<= count]`` int64 positions, best first (fewer when the searched lists
+            hold fewer eligible items).
+        """
+        faiss = self._faiss
+        selector = None
+        if len(exclude):
+            batch = faiss.IDSelectorBatch(np.ascontiguousarray(exclude, dtype=np.int64))
+            selector = faiss.IDSelectorNot(batch)
+        params = faiss.SearchParametersIVF(sel=selector, nprobe=self.nprobe)
+        _, found = self._index.search(
+            np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1), count, params=params
+        )
+        positions: np.ndarray = found[0]
+        return positions[positions >= 0]
