@@ -144,3 +144,19 @@ def test_image_locks_are_exported_from_uv_lock(flavor: str) -> None:
 def test_tests_run_the_server_versions_the_image_pins(server_package: str) -> None:
     pins = locked_names(REPO_ROOT / "container" / "requirements-cpu.txt")
     assert importlib.metadata.version(server_package) == pins[server_package]
+
+
+def test_the_wheel_lists_every_package_of_the_project() -> None:
+    # setuptools installs only the packages listed, not their subpackages: a subpackage left
+    # out is missing from the image (training.families was, and `train` failed in the image).
+    setuptools = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    package_dirs = {
+        name: REPO_ROOT / setuptools.get("package-dir", {}).get(name, name)
+        for name in ("ncf_contract", "training", "inference", "ncf_launch")
+    }
+    found = {
+        ".".join((top, *init.parent.relative_to(root).parts))
+        for top, root in package_dirs.items()
+        for init in root.rglob("__init__.py")
+    }
+    assert set(setuptools["packages"]) == found
