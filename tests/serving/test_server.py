@@ -365,3 +365,17 @@ def test_ping_answers_within_2_s_while_a_worker_runs_a_long_request(
         assert max(ping_seconds) < 2, (ping_seconds, outcome)
     finally:
         stop(server)
+
+
+def test_what_a_worker_loaded_is_frozen_out_of_the_garbage_collector() -> None:
+    import gc
+
+    from inference.server import freeze_loaded_objects
+
+    before = gc.get_freeze_count()
+    model_like = [[n] for n in range(10_000)]  # long-lived, GC-tracked objects
+    try:
+        freeze_loaded_objects()
+        assert gc.get_freeze_count() >= before + len(model_like)
+    finally:
+        gc.unfreeze()
