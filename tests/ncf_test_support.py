@@ -166,4 +166,5 @@ QUICK_HYPERPARAMETERS: dict[str, object] = {
     "model_type": "neumf",
     "epochs": 3,
     "batch_size": 256,
+    "tuning": "off",  # the search has its own tests
 }

@@ -15,9 +15,12 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from ncf_contract.families import IMPLICIT_ONLY_FAMILIES, MODEL_FAMILIES
+from ncf_contract.families import DEFAULT_FAMILY, IMPLICIT_ONLY_FAMILIES, MODEL_FAMILIES
 from training.constraints import Constraint, parse_constraints
 from training.errors import ConfigError
+
+#: ``model_type`` that lets the search choose the family.
+AUTO = "auto"
 
 #: Hyperparameters SageMaker itself adds (tuning, script mode); ignored, never an error.
 _RESERVED_PREFIXES = ("sagemaker_", "_")
@@ -61,7 +64,7 @@ class TrainingConfig:
     See the README's hyperparameter table for what each one means.
     """
 
-    model_type: str = field(default="gmf", metadata=_choice(*MODEL_FAMILIES))
+    model_type: str = field(default=AUTO, metadata=_choice(AUTO, *MODEL_FAMILIES))
     feedback: str = field(default="implicit", metadata=_choice("implicit", "explicit"))
     epochs: int = field(default=10, metadata=_int(1, 10_000))
     batch_size: int = field(default=2048, metadata=_int(1, 1 << 20))
@@ -114,6 +117,12 @@ class TrainingConfig:
     # Time (training.recency): half-life and window in days of unix-second timestamps.
     recency_half_life: float | None = field(default=None, metadata=_OPTIONAL_POSITIVE)
     trending_window: float | None = field(default=None, metadata=_OPTIONAL_POSITIVE)
+    tuning: str = field(default="auto", metadata=_choice("auto", "off"))
+    tuning_budget: float = field(default=300.0, metadata=_float(0.0))
+    tuning_trials: int = field(default=30, metadata=_int(0, 100_000))
+    refit: bool = field(default=True, metadata=_BOOL)
+    #: The hyperparameters the job was given explicitly (never searched); not a hyperparameter.
+    fixed: frozenset[str] = field(default=frozenset(), metadata={"kind": "internal"})
 
     @classmethod
     def from_hyperparameters(cls, hyperparameters: Mapping[str, Any]) -> TrainingConfig:
@@ -124,7 +133,7 @@ class TrainingConfig:
                 bad value (the message names it, the value received and what is
                 allowed).
         """
-        specs = {spec.name: spec for spec in fields(cls)}
+        specs = {spec.name: spec for spec in fields(cls) if spec.metadata["kind"] != "internal"}
         unknown = sorted(
             name
             for name in hyperparameters
@@ -140,7 +149,7 @@ class TrainingConfig:
             for name, value in hyperparameters.items()
             if name in specs
         }
-        config = cls(**values)
+        config = cls(**values, fixed=frozenset(values))
         config.check()
         return config
 
@@ -150,7 +159,7 @@ class TrainingConfig:
         Raises:
             ConfigError: The combination is not supported.
         """
-        if self.pretrain and self.model_type != "neumf":
+        if self.pretrain and self.model_type not in ("neumf", AUTO):
             raise ConfigError(
                 f"hyperparameter pretrain=true applies to model_type neumf only, "
                 f"got model_type {self.model_type!r}; set model_type=neumf or pretrain=false"
@@ -174,12 +183,25 @@ class TrainingConfig:
         return parse_constraints(self.validation_constraint)
 
     def to_json(self) -> dict[str, Any]:
-        """The configuration as plain JSON values."""
+        """The hyperparameters as plain JSON values (``fixed`` is not one)."""
         values = asdict(self)
         for name in ("mlp_layers", "item_columns", "user_columns"):
             if values[name] is not None:
                 values[name] = list(values[name])
+        del values["fixed"]
         return values
+
+    @property
+    def family(self) -> str:
+        """The family to fit without a search: ``model_type``; for auto, gmf (neumf to pretrain)."""
+        if self.model_type != AUTO:
+            return self.model_type
+        return "neumf" if self.pretrain else DEFAULT_FAMILY
+
+    @property
+    def searches(self) -> bool:
+        """Whether the job runs a hyperparameter search before its final fit."""
+        return self.tuning == "auto" and (self.tuning_trials > 0 and self.tuning_budget > 0)
 
 
 def _bad(name: str, value: Any, allowed: str) -> ConfigError:

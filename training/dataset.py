@@ -9,7 +9,7 @@ popularity counts ``train`` only. Everything here is vectorised NumPy/pandas.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import chain
 from typing import TYPE_CHECKING, Any
 
@@ -123,6 +123,32 @@ class Dataset:
     def num_items(self) -> int:
         """Items in the vocabulary."""
         return len(self.items)
+
+    def with_validation_in_train(self) -> Dataset:
+        """This dataset with the validation interactions added to ``train`` (for the refit).
+
+        The validation split stays as it is, for the record: figures on it are no longer
+        held out. ``train_seen`` and ``item_popularity`` follow the new ``train``.
+        """
+        parts = (self.train, self.validation)
+        ratings = [p.rating for p in parts]
+        stamps = [p.timestamp for p in parts]
+        train = Interactions(
+            np.concatenate([p.user_index for p in parts]),
+            np.concatenate([p.item_index for p in parts]),
+            None if any(r is None for r in ratings) else np.concatenate(ratings),  # type: ignore[arg-type]
+            None if any(t is None for t in stamps) else np.concatenate(stamps),  # type: ignore[arg-type]
+        )
+        return replace(
+            self,
+            train=train,
+            train_seen=SeenItems.from_pairs(
+                train.user_index, train.item_index, self.num_users, self.num_items
+            ),
+            item_popularity=np.bincount(train.item_index, minlength=self.num_items).astype(
+                np.int64
+            ),
+        )
 
     def statistics(self) -> dict[str, Any]:
         """Plain-JSON data statistics for ``metadata.json`` and logs."""

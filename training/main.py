@@ -162,13 +162,13 @@ def run(env: Environment, started: float) -> int:
         )
         return 0
 
-    fit = result.fit
     metrics = {
-        "best_epoch": fit.best_epoch,
-        "validation": fit.validation,
+        "best_epoch": result.best_epoch,
+        "validation": result.validation,
         "test": result.test,
-        "comparison": result.comparison,
     }
+    # The learning curve of the fit that selected the epoch (held out), else the shipped one.
+    curve = result.selection or result.fit
     scratch_parent = env.model_dir.parent if env.model_dir.parent.is_dir() else None
     try:
         scratch = Path(tempfile.mkdtemp(prefix=".model-staging-", dir=scratch_parent))
@@ -176,7 +176,7 @@ def run(env: Environment, started: float) -> int:
         scratch = Path(tempfile.mkdtemp(prefix="model-staging-"))
     try:
         export_started = time.perf_counter()
-        artifacts = export.build_artifacts(result.model, config, built, metrics)
+        artifacts = export.build_artifacts(result.model, result.config, built, metrics)
         export.write_model(scratch, artifacts, result.model)
         export_seconds = time.perf_counter() - export_started
         timings = {
@@ -188,10 +188,10 @@ def run(env: Environment, started: float) -> int:
         report.write_metrics(
             env.output_data_dir,
             {
-                **metrics,
-                "history": fit.history,
-                "resumed_from_epoch": fit.resumed_from_epoch,
-                "early_stopped": fit.early_stopped,
+                **result.report(),
+                "history": curve.history,
+                "resumed_from_epoch": curve.resumed_from_epoch,
+                "early_stopped": curve.early_stopped,
                 "config": config.to_json(),
                 "data": built.statistics(),
                 "timings": timings,
@@ -200,21 +200,24 @@ def run(env: Environment, started: float) -> int:
         report.write_training_report(
             env.output_data_dir,
             {
-                "model_type": config.model_type,
+                "model_type": result.config.family,
                 "feedback": config.feedback,
                 "users": built.num_users,
                 "items": built.num_items,
                 "train interactions": len(built.train),
-                "best epoch": fit.best_epoch,
+                "best epoch": result.best_epoch,
                 "validation_constraint": config.validation_constraint or "none",
                 "training seconds": round(timings.get("training_seconds", 0.0), 1),
                 "total seconds": round(timings["total_seconds"], 1),
             },
-            fit.history,
-            fit.best_epoch,
+            curve.history,
+            curve.best_epoch,
             result.comparison,
             built.item_popularity,
             result.recommendation_counts,
+            trials=[] if result.search is None else result.search.trials,
+            trial_metric=result.objective.selection_metric,
+            maximize=result.objective.is_better(1.0, 0.0),
         )
         publish_model_dir(scratch, env.model_dir)
     finally:

@@ -1,20 +1,33 @@
-"""Training: fit the configured model family on the validation split, test it once.
+"""Training: choose settings on the validation split, refit on everything, test once.
 
 ``train`` is the whole of a training run between the data and the export:
-the objective of the feedback kind (``training.objectives``) and the model
-family (``training.families``) do the work; the test split is scored once, at
-the end, with the selected model, and one ``final`` metric line is emitted.
+
+1. **Selection.** With ``tuning=auto`` a hyperparameter search
+   (``training.search``) picks the family and settings on the validation split;
+   otherwise the configured family is fitted once, with early stopping on the
+   validation split.
+2. **Refit.** With ``refit=true`` (the default) the chosen settings are fitted
+   again on train + validation, for the selected number of epochs, so the
+   shipped model also learns from each user's latest interactions. Its
+   validation figures are then not held out; the report keeps the selected
+   model's validation figures and says which model each figure comes from.
+3. **Test, once**, with the shipped model, and a ``final`` metric line.
+4. **Baselines**: the popularity baseline (implicit feedback; the mean rating for
+   explicit feedback) on validation and test, and each model's lift over it.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from ncf_contract.families import NCF_FAMILIES
 from ncf_contract.metric_lines import format_metric_line
 from ncf_contract.ranking import unit_item_vectors
 from training.config import TrainingConfig
@@ -23,7 +36,12 @@ from training.dataset import Dataset
 from training.evaluation import PopularityScorer
 from training.families import FitContext, FitResult, FittedModel, family_for
 from training.objectives import Objective, TestNegatives, objective_for
+from training.search import SearchResult, run_search
 from training.signals import StopFlag
+
+logger = logging.getLogger(__name__)
+
+REFIT_DIR = "refit"
 
 #: ``{split: {system: {metric: value}}}``: the model beside the popularity baseline.
 Comparison = dict[str, dict[str, dict[str, float]]]
@@ -34,33 +52,116 @@ class TrainingResult:
     """What a training run produced.
 
     Attributes:
-        fit: The family's fit (model, history, best epoch, validation metrics).
-        objective: The objective it was fitted and judged with.
-        test: Test metrics (``hr``, ``ndcg``, ``full_hr``, ``full_ndcg`` or ``rmse``);
-            empty without a test channel.
+        fit: The fit of the shipped model (the refit, or the selected fit).
+        selection: The fit that chose the settings and epoch count, on train only
+            (``None`` when a search chose them in an earlier process).
+        config: The settings of the shipped model.
+        objective: The objective the shipped model was fitted with.
+        validation: Validation metrics of the selected model (held out).
+        test: Test metrics of the shipped model; empty without a test channel.
         comparison: Per split (``validation``, ``test``), the model's and the
             popularity baseline's accuracy and beyond-accuracy figures side by side.
         recommendation_counts: Per split and system, ``[num_items]`` top-k lists
             each item is in (for the popularity-bias plot).
-        timings: Seconds per phase (the fit's, plus ``test`` and ``beyond_accuracy``).
+        search: The hyperparameter search, if one ran.
+        refit: Whether the shipped model was refitted on train + validation.
+        timings: Seconds per phase.
     """
 
     fit: FitResult
     objective: Objective
+    config: TrainingConfig
+    selection: FitResult | None = None
+    validation: dict[str, float] = field(default_factory=dict)
     test: dict[str, float] = field(default_factory=dict)
     comparison: Comparison = field(default_factory=dict)
     recommendation_counts: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    search: SearchResult | None = None
+    refit: bool = False
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def model(self) -> FittedModel | None:
-        """The selected model (``None`` when stopped)."""
+        """The shipped model (``None`` when stopped)."""
         return self.fit.model
 
     @property
     def stopped(self) -> bool:
         """A SIGTERM stopped the run: nothing is to be published."""
-        return self.fit.stopped
+        return self.fit.stopped or (self.search is not None and self.search.stopped)
+
+    @property
+    def best_epoch(self) -> int:
+        """The selected epoch count (0 for families fitted in one go)."""
+        if self.search is not None:
+            return self.search.best_epoch
+        return self.selection.best_epoch if self.selection is not None else self.fit.best_epoch
+
+    @property
+    def baselines(self) -> dict[str, dict[str, dict[str, float]]]:
+        """``{"popularity": {split: accuracy}}``: the baseline's accuracy where comparable."""
+        accuracy = set(self.validation) | set(self.test)
+        return {
+            "popularity": {
+                split: {k: v for k, v in systems["popularity"].items() if k in accuracy}
+                for split, systems in self.comparison.items()
+                if accuracy & set(systems["popularity"])
+            }
+        }
+
+    def lift(self) -> dict[str, dict[str, float]]:
+        """Per split, each accuracy metric's ratio over the popularity baseline, minus 1."""
+        figures = {"validation": self.validation, "test": self.test}
+        return {
+            split: {
+                name: figures[split][name] / value - 1.0
+                for name, value in baseline.items()
+                if name in figures[split] and value
+            }
+            for split, baseline in self.baselines["popularity"].items()
+        }
+
+    def report(self) -> dict[str, Any]:
+        """The run's figures for ``metrics.json``, saying which model each comes from."""
+        return {
+            "best_epoch": self.best_epoch,
+            "validation": self.validation,
+            "test": self.test,
+            "model_type": self.config.family,
+            "chosen": self.config.to_json(),
+            "searched": None if self.search is None else _searched(self.search),
+            "figures_from": {
+                "validation": "the selected model, trained on train (held out)",
+                "test": (
+                    "the shipped model, refitted on train + validation"
+                    if self.refit
+                    else "the shipped model, trained on train"
+                ),
+            },
+            "refit": self.refit,
+            "comparison": self.comparison,
+            "baselines": self.baselines,
+            "lift_over_popularity": self.lift(),
+            "search": None
+            if self.search is None
+            else {
+                "trials": self.search.trials,
+                "best_trial": self.search.best_trial,
+                "seconds": self.search.seconds,
+            },
+        }
+
+
+def _searched(search: SearchResult) -> dict[str, Any]:
+    best = next((t for t in search.trials if t["number"] == search.best_trial), None)
+    return {} if best is None else dict(best["params"])
+
+
+def _fit(
+    config: TrainingConfig, dataset: Dataset, context: FitContext
+) -> tuple[FitResult, Objective]:
+    objective = objective_for(config, dataset)
+    return family_for(config.family).fit(config, objective, context), objective
 
 
 def train(
@@ -71,44 +172,105 @@ def train(
     test_negatives: TestNegatives | None = None,
     emit: Callable[[str], None] = print,
 ) -> TrainingResult:
-    """Fit ``config.model_type`` with validation-based selection, then evaluate the test split.
+    """Select, refit, test and compare with the baseline; see the module docstring.
 
     Args:
         config: The typed configuration.
         dataset: Encoded interactions and splits.
-        checkpoint_dir: Where checkpoints are read from and written to.
+        checkpoint_dir: Where checkpoints (and the search's journal) are read and written.
         stop_flag: Set by a SIGTERM handler; training stops at the next safe point.
         test_negatives: ``(users, held_out, negatives)`` from the ``test_negatives``
             channel, for the exact sampled test protocol.
         emit: Where metric lines go (stdout, where SageMaker reads them).
     """
-    objective = objective_for(config, dataset)
     context = FitContext(checkpoint_dir, StopFlag() if stop_flag is None else stop_flag, emit)
-    fit = family_for(config.model_type).fit(config, objective, context)
-    result = TrainingResult(fit=fit, objective=objective, timings=dict(fit.timings))
-    if fit.stopped or fit.model is None:
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    search: SearchResult | None = None
+    selection: FitResult | None = None
+    if config.searches:
+        search = run_search(config, dataset, context)
+        timings["search"] = time.perf_counter() - started
+        chosen = search.config
+        if search.stopped or search.best_trial < 0:
+            stopped = FitResult(model=None, stopped=True)
+            return TrainingResult(
+                stopped, objective_for(config, dataset), config, search=search, timings=timings
+            )
+        validation, best_epoch = search.validation, search.best_epoch
+        emit(f"search chose trial {search.best_trial}: {_searched(search)}")
+    else:
+        chosen = config
+        selection, objective = _fit(chosen, dataset, context)
+        timings.update(selection.timings)
+        if selection.stopped:
+            return TrainingResult(selection, objective, chosen, timings=timings)
+        if not objective.meets_constraints(selection.validation):
+            raise ConstraintNotMetError(config.selection_constraints, selection.history)
+        validation, best_epoch = selection.validation, selection.best_epoch
+
+    refit = config.refit
+    if refit:
+        refit_started = time.perf_counter()
+        refit_config = chosen
+        if chosen.family in NCF_FAMILIES:
+            refit_config = replace(chosen, epochs=max(1, best_epoch), early_stopping_patience=0)
+        logger.info(
+            "refit: %s on train + validation%s",
+            refit_config.family,
+            f" for {refit_config.epochs} epoch(s)" if chosen.family in NCF_FAMILIES else "",
+        )
+        final, objective = _fit(
+            refit_config,
+            dataset.with_validation_in_train(),
+            # Its epoch lines stay out of the job's metrics: its validation is not held out.
+            replace(
+                context,
+                checkpoint_dir=checkpoint_dir / REFIT_DIR,
+                select_best=False,
+                emit=logger.debug,
+            ),
+        )
+        timings["refit"] = time.perf_counter() - refit_started
+    elif selection is not None:
+        final, objective = selection, objective_for(chosen, dataset)
+    else:  # the best trial again: an NCF trial reloads its finished checkpoint
+        assert search is not None and search.checkpoint_dir is not None
+        best_trial = replace(context, checkpoint_dir=search.checkpoint_dir)
+        final, objective = _fit(chosen, dataset, best_trial)
+    result = TrainingResult(
+        final,
+        objective,
+        chosen,
+        selection=selection,
+        validation=dict(validation),
+        search=search,
+        refit=refit,
+        timings=timings,
+    )
+    if final.stopped or final.model is None:
         return result
-    if not objective.meets_constraints(fit.validation):
-        raise ConstraintNotMetError(config.selection_constraints, fit.history)
+
+    test_started = time.perf_counter()
+    result.test = objective.test_metrics(final.model.scorer, test_negatives)
+    timings["test"] = time.perf_counter() - test_started
     started = time.perf_counter()
-    result.test = objective.test_metrics(fit.model.scorer, test_negatives)
-    result.timings["test"] = time.perf_counter() - started
-    started = time.perf_counter()
-    compare_with_popularity(result, test_negatives)
-    result.timings["beyond_accuracy"] = time.perf_counter() - started
+    compare_with_popularity(result, test_negatives, objective_for(chosen, dataset))
+    timings["beyond_accuracy"] = time.perf_counter() - started
     sampled = {k: v for k, v in result.test.items() if not k.startswith("full_")}
     full = {k: v for k, v in result.test.items() if k.startswith("full_")}
     emit(
         format_metric_line(
             "final",
             {
-                "best_epoch": fit.best_epoch,
-                **objective.log_keys(fit.validation, "val"),
+                "best_epoch": result.best_epoch,
+                **objective.log_keys(result.validation, "val"),
                 **objective.log_keys(sampled, "test"),
                 **objective.log_keys(full, "test"),
             },
         )
     )
+    logger.info("popularity baseline: %s", result.baselines["popularity"])
     return result
 
 
@@ -120,19 +282,24 @@ def item_vectors_of(model: FittedModel) -> np.ndarray | None:
         return None
 
 
-def compare_with_popularity(result: TrainingResult, test_negatives: TestNegatives | None) -> None:
+def compare_with_popularity(
+    result: TrainingResult, test_negatives: TestNegatives | None, held_out: Objective
+) -> None:
     """Fill ``result.comparison`` and ``result.recommendation_counts`` for each split.
 
-    The model's accuracy is the fit's validation and the test metrics; the
-    popularity baseline's is measured the same way (where it means something:
-    ``Objective.popularity_accuracy_comparable``). Both systems' top-k lists
-    get every beyond-accuracy figure.
+    The model's accuracy is the selected model's validation figures and the
+    shipped model's test figures; the popularity baseline's is measured the same
+    way (where it means something: ``Objective.popularity_accuracy_comparable``),
+    on validation with ``held_out`` (training data only, the validation split held
+    out) and on test with the shipped model's objective. Both systems' top-k lists
+    (the shipped model's) get every beyond-accuracy figure.
     """
-    model, objective = result.model, result.objective
+    model = result.model
     assert model is not None
-    popularity = PopularityScorer(objective.dataset.item_popularity)
     vectors = item_vectors_of(model)
-    for split, accuracy in (("validation", result.fit.validation), ("test", result.test)):
+    for split, accuracy in (("validation", result.validation), ("test", result.test)):
+        objective = held_out if split == "validation" else result.objective
+        popularity = PopularityScorer(objective.dataset.item_popularity)
         lists = objective.list_comparison(model.scorer, vectors, split)
         if lists is None:
             continue

@@ -21,7 +21,7 @@ from ncf_test_support import SageMakerLayout
 TEST_IMAGE = os.environ.get("NCF_TEST_IMAGE", "ncf-sagemaker:test")
 BASE_IMAGE = os.environ.get("NCF_BASE_IMAGE", "local/python:3.11")
 #: Small but real training settings: enough to write every artifact, fast in a container.
-CONTAINER_HYPERPARAMETERS: dict[str, object] = {"model_type": "neumf", "epochs": 2}
+CONTAINER_HYPERPARAMETERS: dict[str, object] = {"model_type": "neumf", "epochs": 2, "tuning": "off"}
 
 
 def docker(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:

@@ -25,9 +25,19 @@ def test_decoding_keeps_raw_strings_where_json_fails() -> None:
 def test_defaults_are_valid() -> None:
     config = TrainingConfig.from_hyperparameters({})
     assert config == TrainingConfig()
-    assert config.model_type == "gmf"
+    assert config.model_type == "auto" and config.family == "gmf"
+    assert config.tuning == "auto" and config.searches and config.refit
+    assert config.fixed == frozenset()
     assert config.top_k == 10
     assert config.num_eval_negatives == 99
+
+
+def test_given_hyperparameters_are_fixed_and_not_one_themselves() -> None:
+    config = TrainingConfig.from_hyperparameters({"learning_rate": 0.01, "model_type": "gmf"})
+    assert config.fixed == {"learning_rate", "model_type"}
+    assert "fixed" not in config.to_json()
+    with pytest.raises(ConfigError, match="unknown hyperparameter"):
+        TrainingConfig.from_hyperparameters({"fixed": ["epochs"]})
 
 
 def test_typed_values_from_sagemaker_strings() -> None:
@@ -73,7 +83,7 @@ def test_unknown_name_lists_the_valid_ones() -> None:
 @pytest.mark.parametrize(
     ("name", "value", "expected"),
     [
-        ("model_type", "deepfm", "one of gmf, mlp, neumf"),
+        ("model_type", "deepfm", "one of auto, gmf, mlp, neumf"),
         ("epochs", 0, "integer"),
         ("epochs", "many", "integer"),
         ("batch_size", 2.5, "integer"),

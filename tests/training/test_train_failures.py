@@ -132,7 +132,7 @@ CASES: dict[str, tuple[Callable[[SageMakerLayout], dict], tuple[str, ...]]] = {
     "NaN ids": (_nan_ids, ("item_id",)),
     "too few users": (_too_few_users, ("1 user",)),
     "unknown hyperparameter": (_unknown_hyperparameter, ("epochz", "valid names", "epochs")),
-    "bad value": (_bad_value, ("model_type", "deepfm", "gmf, mlp, neumf")),
+    "bad value": (_bad_value, ("model_type", "deepfm", "auto, gmf, mlp, neumf")),
     "no train channel": (_no_train_channel, ("train", "does not exist")),
     "NaN learning rate": (_nan_learning_rate, ("learning_rate", "nan", "finite")),
     "NaN regularization": (_nan_regularization, ("gmf_regularization", "nan", "finite")),
@@ -164,7 +164,7 @@ def test_bad_input_fails_with_an_actionable_message(
 def test_internal_error_writes_summary_then_traceback(sagemaker_layout: SageMakerLayout) -> None:
     """An unexpected fault: exit 2, a one-line summary first, then the traceback."""
     sagemaker_layout.write_channel("train", make_interactions())
-    sagemaker_layout.write_config({"epochs": 1})
+    sagemaker_layout.write_config({"epochs": 1, "tuning": "off"})
     # A model directory that is a file makes publishing fail in an unforeseen way.
     sagemaker_layout.base_dir.joinpath("output").mkdir()
     result = run_container_script(
@@ -191,7 +191,9 @@ def test_a_diverging_loss_fails_the_job_and_publishes_nothing(
     frame = make_interactions()
     frame["rating"] = 1e30  # finite ratings whose squared error overflows float32
     sagemaker_layout.write_channel("train", frame)
-    sagemaker_layout.write_config({"epochs": 2, "feedback": "explicit", "batch_size": 512})
+    sagemaker_layout.write_config(
+        {"epochs": 2, "feedback": "explicit", "batch_size": 512, "tuning": "off"}
+    )
     result = run_container_script("train", sagemaker_layout.base_dir, timeout=300)
     assert result.returncode == 1, result.stdout + result.stderr
     first_line = sagemaker_layout.failure_file.read_text().splitlines()[0]

@@ -14,6 +14,8 @@ FAST_HYPERPARAMETERS: dict[str, object] = {
     "gmf_dim": 8,
     "mlp_layers": [16, 8],
     "learning_rate": 0.01,
+    "tuning": "off",  # the search and the refit have their own tests
+    "refit": False,
 }
 
 

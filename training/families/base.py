@@ -11,7 +11,7 @@ alternating least squares.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -57,11 +57,17 @@ class FitContext:
         checkpoint_dir: Where checkpoints are read from and written to.
         stop_flag: Set by SIGTERM; a fit stops at the next safe point.
         emit: Where metric lines go (stdout, where SageMaker reads them).
+        report: Called with ``(epoch, validation metrics)`` after each epoch of a fit
+            that has epochs; it may raise (a search prunes a poor trial this way).
+        select_best: Keep the epoch with the best validation metric (``True``), or the
+            last epoch (``False``: a refit whose validation data is part of training).
     """
 
     checkpoint_dir: Path
     stop_flag: StopFlag = field(default_factory=StopFlag)
     emit: Callable[[str], None] = print
+    report: Callable[[int, Mapping[str, float]], None] | None = None
+    select_best: bool = True
 
 
 @dataclass

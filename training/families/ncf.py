@@ -156,7 +156,7 @@ def build_model(config: TrainingConfig, objective: Objective, model_type: str | 
     return NCF(
         num_users=objective.dataset.num_users,
         num_items=objective.dataset.num_items,
-        model_type=model_type or config.model_type,
+        model_type=model_type or config.family,
         gmf_dim=config.gmf_dim,
         mlp_layers=config.mlp_layers,
         gmf_regularization=config.gmf_regularization,
@@ -323,7 +323,7 @@ class NcfFamily:
             state.record(
                 record,
                 validation[objective.selection_metric],
-                objective.is_better,
+                objective.is_better if context.select_best else _always,
                 model.get_weights,
                 config.early_stopping_patience,
                 eligible=objective.meets_constraints(validation),
@@ -338,6 +338,8 @@ class NcfFamily:
                     },
                 )
             )
+            if context.report is not None:
+                context.report(epoch, validation)
             if state.early_stopped:
                 logger.info(
                     "early stopping after epoch %d: val %s has not improved for %d epochs "
@@ -362,6 +364,11 @@ class NcfFamily:
             resumed_from_epoch=resumed_from,
             early_stopped=state.early_stopped,
         )
+
+
+def _always(value: float, best: float | None) -> bool:
+    """Every epoch counts as the best: the last one is kept."""
+    return True
 
 
 def _pretrain(

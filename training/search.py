@@ -1,0 +1,348 @@
+"""Self-tuning: a hyperparameter search on the validation split, inside the training job.
+
+With ``tuning=auto`` (the default) the job runs an Optuna study before its final
+fit: each trial fits one configuration on ``train`` and scores it on the
+validation split with the objective's selection metric; the best trial's
+settings (and, for the NCF families, its best epoch count) are what the job
+then fits for good (see ``training.trainer``). The test split is never seen.
+
+- **Sampler**: TPE (multivariate, grouped, so each family's own parameters are
+  modelled together), seeded with ``seed``.
+- **Pruner**: a median pruner stops an epoch-by-epoch trial that scores below
+  the median of earlier trials at the same epoch, after its first epochs.
+- **Budget**: ``tuning_trials`` trials and ``tuning_budget`` seconds, whichever
+  ends first, counted across restarts; checked between trials and between the
+  epochs of a trial (a trial past the budget is pruned once another trial has
+  finished), so the search overruns by at most one epoch or one closed-form fit.
+- **Fixed hyperparameters**: anything the job was given explicitly (by a user
+  or by a SageMaker tuning job) is never searched; ``model_type=auto`` lets the
+  search choose the family.
+- **Resumable**: the study lives in a journal file under the checkpoint
+  directory (``/opt/ml/checkpoints``, which SageMaker syncs to S3), so a Spot
+  job restarted with the same checkpoint location continues the search:
+  finished trials are not redone, and a trial that was cut off is run again
+  from its own checkpoint (each trial checkpoints under a key of its settings).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
+
+from ncf_contract.families import MODEL_FAMILIES, NCF_FAMILIES, Feedback
+from ncf_contract.metric_lines import format_metric_line
+from training.config import AUTO, TrainingConfig
+from training.dataset import Dataset
+from training.errors import TrainingDivergedError, UserFacingError
+from training.families import FitContext, family_for
+from training.objectives import objective_for
+
+logger = logging.getLogger(__name__)
+
+SEARCH_DIR = "search"
+JOURNAL_FILE = "search.journal"
+#: Families ``model_type=auto`` chooses among, in the order they are tried first (those a
+#: model directory can hold; ``mlp`` alone is left to NeuMF, which contains it).
+AUTO_FAMILIES: tuple[str, ...] = tuple(
+    family for family in ("ease", "ials", "gmf", "neumf") if family in MODEL_FAMILIES
+)
+
+Suggest = Callable[[optuna.Trial], Any]
+
+
+def _log_float(name: str, low: float, high: float) -> Suggest:
+    return lambda trial: trial.suggest_float(name, low, high, log=True)
+
+
+def _float(name: str, low: float, high: float) -> Suggest:
+    return lambda trial: trial.suggest_float(name, low, high)
+
+
+def _choice(name: str, *choices: Any) -> Suggest:
+    return lambda trial: trial.suggest_categorical(name, choices)
+
+
+# A name means the same distribution in every family (Optuna requires it of a study).
+_NCF_COMMON: dict[str, Suggest] = {
+    "learning_rate": _log_float("learning_rate", 3e-4, 1e-2),
+    "learning_rate_decay": _float("learning_rate_decay", 0.6, 1.0),
+    "num_negatives": _choice("num_negatives", 2, 4, 8),
+    "gmf_dim": _choice("gmf_dim", 32, 64, 128),
+    "gmf_regularization": _log_float("gmf_regularization", 1e-4, 3e-2),
+}
+_MLP: dict[str, Suggest] = {
+    "mlp_regularization": _log_float("mlp_regularization", 1e-4, 3e-2),
+}
+#: What each family searches: the hyperparameters that matter most for it.
+SEARCH_SPACES: dict[str, dict[str, Suggest]] = {
+    "gmf": _NCF_COMMON,
+    "mlp": {
+        name: draw for name, draw in {**_NCF_COMMON, **_MLP}.items() if not name.startswith("gmf_")
+    },
+    "neumf": {**_NCF_COMMON, **_MLP},
+    "ials": {
+        "ials_factors": _choice("ials_factors", 32, 64, 128),
+        "ials_regularization": _log_float("ials_regularization", 1e-3, 10.0),
+        "ials_alpha": _log_float("ials_alpha", 0.5, 50.0),
+    },
+    "ease": {"ease_l2": _log_float("ease_l2", 30.0, 5000.0)},
+}
+
+
+@dataclass
+class SearchResult:
+    """What a search found.
+
+    Attributes:
+        config: The best trial's configuration (every searched value filled in).
+        best_trial: The best trial's number.
+        best_epoch: The best trial's best epoch (0 for families fitted in one go).
+        validation: The best trial's validation metrics.
+        trials: One record per trial: ``number``, ``state``, ``value``, ``params``,
+            ``best_epoch``, ``seconds``.
+        checkpoint_dir: Where the best trial checkpointed (its fit can be reloaded).
+        stopped: A SIGTERM stopped the search.
+        seconds: Search time so far, across restarts.
+    """
+
+    config: TrainingConfig
+    best_trial: int = -1
+    best_epoch: int = 0
+    validation: dict[str, float] = field(default_factory=dict)
+    trials: list[dict[str, Any]] = field(default_factory=list)
+    checkpoint_dir: Path | None = None
+    stopped: bool = False
+    seconds: float = 0.0
+
+
+class _SearchStoppedError(Exception):
+    """SIGTERM during a trial."""
+
+
+class SearchFailedError(UserFacingError):
+    """Every trial of the search failed; the message says why the first one did."""
+
+
+def searched_families(config: TrainingConfig) -> tuple[str, ...]:
+    """The families this job's search may choose (one unless ``model_type=auto``)."""
+    if config.model_type != AUTO:
+        return (config.model_type,)
+    if config.pretrain:  # pre-training exists for NeuMF only
+        return ("neumf",)
+    if Feedback(config.feedback) is Feedback.EXPLICIT:  # rating prediction: the NCF families
+        return tuple(family for family in AUTO_FAMILIES if family in NCF_FAMILIES)
+    return AUTO_FAMILIES
+
+
+def suggest(trial: optuna.Trial, config: TrainingConfig) -> dict[str, Any]:
+    """A trial's settings: the family (if free) and its unfixed hyperparameters."""
+    families = searched_families(config)
+    family = (
+        families[0] if len(families) == 1 else trial.suggest_categorical("model_type", families)
+    )
+    params: dict[str, Any] = {"model_type": family}
+    for name, draw in SEARCH_SPACES.get(family, {}).items():
+        if name not in config.fixed and hasattr(config, name):
+            params[name] = draw(trial)
+    return params
+
+
+def trial_key(params: Mapping[str, Any]) -> str:
+    """A directory name for a trial's checkpoints: the same settings, the same key."""
+    digest = hashlib.sha256(json.dumps(dict(params), sort_keys=True).encode()).hexdigest()
+    return f"trial-{params.get('model_type', 'model')}-{digest[:16]}"
+
+
+def study_name(config: TrainingConfig, dataset: Dataset) -> str:
+    """Names the study after everything that makes its trials comparable."""
+    settings = {
+        k: v for k, v in config.to_json().items() if k not in ("tuning_budget", "tuning_trials")
+    }
+    settings["data"] = dataset.statistics()
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    return f"ncf-search-{digest.hexdigest()[:16]}"
+
+
+def _trial_record(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    return {
+        "number": trial.number,
+        "state": trial.state.name.lower(),
+        "value": trial.value,
+        "params": dict(trial.params),
+        "best_epoch": trial.user_attrs.get("best_epoch", 0),
+        "validation": trial.user_attrs.get("validation", {}),
+        "seconds": trial.user_attrs.get("seconds"),
+    }
+
+
+def run_search(config: TrainingConfig, dataset: Dataset, context: FitContext) -> SearchResult:
+    """Search on the validation split within the budget; see the module docstring."""
+    search_dir = context.checkpoint_dir / SEARCH_DIR
+    search_dir.mkdir(parents=True, exist_ok=True)
+    storage = JournalStorage(JournalFileBackend(str(search_dir / JOURNAL_FILE)))
+    maximize = objective_for(config, dataset).is_better(1.0, 0.0)
+    name = study_name(config, dataset)
+    study = optuna.create_study(
+        study_name=name,
+        storage=storage,
+        load_if_exists=True,
+        direction="maximize" if maximize else "minimize",
+        sampler=optuna.samplers.TPESampler(
+            seed=config.seed, multivariate=True, group=True, n_startup_trials=6
+        ),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2),
+    )
+    _requeue_interrupted(study, storage, name)
+    # Trials that ended with a figure or were pruned count; failed and cut-off ones do not.
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    elapsed_before = float(study.user_attrs.get("elapsed_seconds", 0.0))
+    if done:
+        context.emit(
+            f"resuming the hyperparameter search: {len(done)} trial(s) done in "
+            f"{elapsed_before:.0f} s"
+        )
+    started = time.monotonic()
+
+    def elapsed() -> float:
+        return elapsed_before + time.monotonic() - started
+
+    objective = _trial_objective(config, dataset, context, study, search_dir, elapsed)
+
+    remaining_trials = config.tuning_trials - len(done)
+    stopped = False
+    if remaining_trials > 0 and elapsed() < config.tuning_budget and not context.stop_flag:
+        try:
+            study.optimize(
+                objective,
+                n_trials=remaining_trials,
+                timeout=max(1.0, config.tuning_budget - elapsed()),
+                catch=(TrainingDivergedError,),
+                callbacks=[_stop_on_flag(context)],
+            )
+        except _SearchStoppedError:
+            stopped = True
+        study.set_user_attr("elapsed_seconds", elapsed())
+    stopped = stopped or bool(context.stop_flag)
+    trials = [_trial_record(t) for t in study.get_trials(deepcopy=False)]
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    result = SearchResult(config=config, trials=trials, stopped=stopped, seconds=elapsed())
+    if not complete and not stopped:
+        failures = [t.user_attrs.get("failure") for t in study.get_trials(deepcopy=False)]
+        reason = next(
+            (f for f in failures if f), "the search ran out of budget before a trial ended"
+        )
+        raise SearchFailedError(f"no trial of the hyperparameter search produced a model: {reason}")
+    if not complete:
+        return result
+    best = study.best_trial
+    best_params = {"model_type": searched_families(config)[0], **best.params}
+    result.config = replace(config, **best_params)
+    result.best_trial = best.number
+    result.best_epoch = int(best.user_attrs.get("best_epoch", 0))
+    result.validation = dict(best.user_attrs.get("validation", {}))
+    result.checkpoint_dir = search_dir / trial_key(best_params)
+    return result
+
+
+def _trial_objective(
+    config: TrainingConfig,
+    dataset: Dataset,
+    context: FitContext,
+    study: optuna.Study,
+    search_dir: Path,
+    elapsed: Callable[[], float],
+) -> Callable[[optuna.Trial], float]:
+    """The function Optuna calls per trial: fit one configuration, return its metric."""
+
+    def objective(trial: optuna.Trial) -> float:
+        params = suggest(trial, config)
+        trial_config = replace(config, **params, tuning="off", refit=False)
+        trial_config.check()
+        trial_started = time.monotonic()
+
+        def report(epoch: int, validation: Mapping[str, float]) -> None:
+            trial.report(validation[selection_metric], epoch)
+            finished = any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
+            if trial.should_prune() or (finished and elapsed() > config.tuning_budget):
+                raise optuna.TrialPruned(f"pruned after epoch {epoch}")
+
+        trial_objective = objective_for(trial_config, dataset)
+        selection_metric = trial_objective.selection_metric
+        try:
+            fit = family_for(trial_config.family).fit(
+                trial_config,
+                trial_objective,
+                FitContext(
+                    checkpoint_dir=search_dir / trial_key(params),
+                    stop_flag=context.stop_flag,
+                    emit=logger.debug,  # a trial's epoch lines would read as the job's own
+                    report=report,
+                ),
+            )
+        except TrainingDivergedError as error:
+            trial.set_user_attr("failure", str(error))
+            context.emit(f"trial={trial.number} failed: {error}")
+            raise
+        except optuna.TrialPruned as pruned:
+            context.emit(f"trial={trial.number} {pruned} model_type={params['model_type']}")
+            raise
+        if fit.stopped:  # run these settings again, from their checkpoint, after a restart
+            study.enqueue_trial(dict(trial.params), user_attrs={"rerun_of": trial.number})
+            raise _SearchStoppedError
+        if not trial_objective.meets_constraints(fit.validation):
+            context.emit(
+                f"trial={trial.number} misses validation_constraint "
+                f"{trial_objective.constraints_text()} model_type={params['model_type']}"
+            )
+            raise optuna.TrialPruned("misses validation_constraint")
+        value = fit.validation[selection_metric]
+        seconds = time.monotonic() - trial_started
+        trial.set_user_attr("best_epoch", fit.best_epoch)
+        trial.set_user_attr("validation", fit.validation)
+        trial.set_user_attr("seconds", seconds)
+        study.set_user_attr("elapsed_seconds", elapsed())
+        context.emit(
+            format_metric_line(
+                f"trial={trial.number}",
+                {
+                    **trial_objective.log_keys(fit.validation, "val"),
+                    "best_epoch": fit.best_epoch,
+                    "trial_seconds": seconds,
+                },
+            )
+            + f" model_type={params['model_type']}"
+        )
+        logger.info("trial %d: %s -> %s %.6f", trial.number, params, selection_metric, value)
+        return value
+
+    return objective
+
+
+def _stop_on_flag(context: FitContext) -> Callable[[optuna.Study, Any], None]:
+    def callback(study: optuna.Study, trial: Any) -> None:
+        if context.stop_flag:
+            study.stop()
+
+    return callback
+
+
+def _requeue_interrupted(study: optuna.Study, storage: JournalStorage, name: str) -> None:
+    """Fail trials a stopped job left running, and queue their settings again (same key)."""
+    study_id = storage.get_study_id_from_name(name)
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+        storage.set_trial_state_values(trial_id, TrialState.FAIL)
+        if trial.params:
+            study.enqueue_trial(dict(trial.params), user_attrs={"rerun_of": trial.number})
+        logger.info("search: trial %d was cut off; running its settings again", trial.number)
