@@ -29,8 +29,11 @@ frame = make_interactions(num_users=1000, num_items=300, interactions_per_user=2
 (base / "input/data/train").mkdir(parents=True)
 frame.to_csv(base / "input/data/train/interactions.csv", index=False)
 (base / "input/config").mkdir(parents=True)
-# The default hyperparameters (training/config.py); SageMaker would pass them as strings.
-(base / "input/config/hyperparameters.json").write_text(json.dumps({"model_type": "neumf"}))
+# The defaults (training/config.py: the search picks the family and its settings on the
+# validation split, then refits), with a demo-sized search budget. SageMaker passes strings.
+(base / "input/config/hyperparameters.json").write_text(
+    json.dumps({"tuning_trials": "8", "tuning_budget": "60"})
+)
 print(f"{len(frame):,} interactions of {frame.user_id.nunique():,} users with "
       f"{frame.item_id.nunique():,} items; first rows:")
 print(frame.head(3).to_string(index=False))

@@ -72,13 +72,18 @@ class SageMakerLayout:
     ) -> None:
         """Write the three JSON files SageMaker puts in ``input/config``.
 
-        Hyperparameter values are written as strings, as SageMaker does.
+        Hyperparameter values are written as strings, as SageMaker does. A test job
+        skips the in-job search (``tuning=off``, which has its own tests) unless the test
+        sets one of the ``tuning*`` hyperparameters itself.
         """
         config_dir = self.base_dir / "input" / "config"
         config_dir.mkdir(parents=True, exist_ok=True)
+        hyperparameters = dict(hyperparameters or {})
+        if not any(name.startswith("tuning") for name in hyperparameters):
+            hyperparameters["tuning"] = "off"
         as_strings = {
             name: value if isinstance(value, str) else json.dumps(value)
-            for name, value in (hyperparameters or {}).items()
+            for name, value in hyperparameters.items()
         }
         (config_dir / "hyperparameters.json").write_text(json.dumps(as_strings))
         (config_dir / "inputdataconfig.json").write_text(

@@ -6,8 +6,9 @@ validation split with the objective's selection metric; the best trial's
 settings (and, for the NCF families, its best epoch count) are what the job
 then fits for good (see ``training.trainer``). The test split is never seen.
 
-- **Sampler**: TPE (multivariate, grouped, so each family's own parameters are
-  modelled together), seeded with ``seed``.
+- **Sampler**: first each family at its default settings, the closed-form ones
+  (seconds) before the NCF ones (minutes); then TPE (multivariate, grouped, so
+  each family's own parameters are modelled together), seeded with ``seed``.
 - **Pruner**: a median pruner stops an epoch-by-epoch trial that scores below
   the median of earlier trials at the same epoch, after its first epochs.
 - **Budget**: ``tuning_trials`` trials and ``tuning_budget`` seconds, whichever
@@ -204,6 +205,8 @@ def run_search(config: TrainingConfig, dataset: Dataset, context: FitContext) ->
         pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2),
     )
     _requeue_interrupted(study, storage, name)
+    if not study.get_trials(deepcopy=False):
+        _enqueue_defaults(study, config)
     # Trials that ended with a figure or were pruned count; failed and cut-off ones do not.
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
     elapsed_before = float(study.user_attrs.get("elapsed_seconds", 0.0))
@@ -234,7 +237,11 @@ def run_search(config: TrainingConfig, dataset: Dataset, context: FitContext) ->
             stopped = True
         study.set_user_attr("elapsed_seconds", elapsed())
     stopped = stopped or bool(context.stop_flag)
-    trials = [_trial_record(t) for t in study.get_trials(deepcopy=False)]
+    trials = [
+        _trial_record(t)
+        for t in study.get_trials(deepcopy=False)
+        if t.state != TrialState.WAITING  # queued, never started
+    ]
     complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
     result = SearchResult(config=config, trials=trials, stopped=stopped, seconds=elapsed())
     if not complete and not stopped:
@@ -327,6 +334,22 @@ def _trial_objective(
         return value
 
     return objective
+
+
+def _enqueue_defaults(study: optuna.Study, config: TrainingConfig) -> None:
+    """Start with each family at its default settings, the quickest families first.
+
+    The closed-form families take seconds and the NCF families minutes, so a search
+    whose budget ends early has still judged every family once, at settings that
+    work, before the sampler explores.
+    """
+    families = searched_families(config)
+    for family in families:
+        params: dict[str, Any] = {} if len(families) == 1 else {"model_type": family}
+        for name in SEARCH_SPACES.get(family, {}):
+            if name not in config.fixed and hasattr(config, name):
+                params[name] = getattr(config, name)
+        study.enqueue_trial(params, user_attrs={"start": "defaults"})
 
 
 def _stop_on_flag(context: FitContext) -> Callable[[optuna.Study, Any], None]:

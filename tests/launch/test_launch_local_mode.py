@@ -55,6 +55,8 @@ def test_train_deploy_invoke_cleanup_locally(tmp_path: Path, interactions, test_
         "model_type=neumf",
         "--hp",
         "batch_size=256",
+        "--hp",
+        "tuning=off",
     )
     assert trained.returncode == 0, trained.stderr[-4000:]
     report = json.loads(trained.stdout)

@@ -196,3 +196,16 @@ def test_default_training_job_searches_refits_and_reports(
 
 def test_fit_result_of_a_stopped_run_has_no_model() -> None:
     assert FitResult(model=None, stopped=True).model is None
+
+
+def test_the_search_starts_with_each_family_at_its_defaults(
+    dataset: Dataset, tmp_path: Path
+) -> None:
+    from training.search import AUTO_FAMILIES
+
+    config = TrainingConfig.from_hyperparameters({"tuning_trials": 2, "full_ranking": False})
+    result = run_search(config, dataset, FitContext(tmp_path, emit=lambda line: None))
+    assert AUTO_FAMILIES[:2] == ("ease", "ials"), "the closed-form families come first"
+    assert [t["params"]["model_type"] for t in result.trials] == ["ease", "ials"]
+    assert result.trials[0]["params"]["ease_l2"] == config.ease_l2
+    assert result.trials[1]["params"]["ials_factors"] == config.ials_factors

@@ -15,7 +15,7 @@ def test_from_files(sagemaker_layout) -> None:
     sagemaker_layout.write_config({"epochs": 3, "model_type": "gmf"}, channels=("train", "test"))
     env = Environment.from_environ({"SAGEMAKER_BASE_DIR": str(sagemaker_layout.base_dir)})
     assert env.base_dir == sagemaker_layout.base_dir
-    assert env.hyperparameters == {"epochs": 3, "model_type": "gmf"}
+    assert env.hyperparameters == {"epochs": 3, "model_type": "gmf", "tuning": "off"}
     assert env.input_mode("train") == "File"
     assert env.current_host == "algo-1" and env.hosts == ("algo-1",)
     assert env.model_dir == sagemaker_layout.model_dir
@@ -48,7 +48,7 @@ def test_sm_variables_override(sagemaker_layout, tmp_path: Path) -> None:
             "UNRELATED": "x",
         },
     )
-    assert env.hyperparameters == {"epochs": 5, "model_type": "mlp"}
+    assert env.hyperparameters == {"epochs": 5, "model_type": "mlp", "tuning": "off"}
     assert env.model_dir == tmp_path / "m"
     assert env.output_data_dir == tmp_path / "o"
     assert env.channel_location("train") == "s3://bucket/train/"
