@@ -19,6 +19,8 @@ from typing import Any
 
 import pandas as pd
 
+from training.config import TrainingConfig
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -173,3 +175,11 @@ QUICK_HYPERPARAMETERS: dict[str, object] = {
     "batch_size": 256,
     "tuning": "off",  # the search has its own tests
 }
+
+
+def single_fit_config(hyperparameters: dict[str, Any]) -> TrainingConfig:
+    """A configuration that fits once, as given: no in-job search and no refit.
+
+    For tests of one family's fit; the search and the refit have their own tests.
+    """
+    return TrainingConfig.from_hyperparameters({"tuning": "off", "refit": False, **hyperparameters})

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ncf_test_support import single_fit_config
 
 from inference.instances import RecommendRequest, SimilarRequest
 from inference.recommender import Recommender
 from inference.scoring import EaseScorer, NcfScorer
 from training import export
-from training.config import TrainingConfig
 from training.dataset import Dataset, build_dataset
 from training.families.base import FittedModel
 from training.families.ease import EaseScorer as TrainingEaseScorer
@@ -54,7 +54,7 @@ def fit_and_serve(
 ) -> tuple[FittedModel, Recommender]:
     if model_type in ("gmf", "neumf"):
         pytest.importorskip("keras")
-    config = TrainingConfig.from_hyperparameters(HYPERPARAMETERS[model_type])
+    config = single_fit_config(HYPERPARAMETERS[model_type])
     result = train(config, dataset, directory / "checkpoints", emit=lambda line: None)
     assert result.model is not None
     artifacts = export.build_artifacts(result.model, config, dataset, {"test": result.test})

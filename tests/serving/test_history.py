@@ -15,6 +15,7 @@ import pytest
 import scipy.sparse as sp
 import serving_support
 from implicit.cpu.als import AlternatingLeastSquares
+from ncf_test_support import single_fit_config
 from threadpoolctl import threadpool_limits
 
 from inference.app import create_app
@@ -49,7 +50,7 @@ def serve(model, config: TrainingConfig, dataset: Dataset, directory: Path) -> R
 
 @pytest.fixture(scope="module")
 def ease(dataset: Dataset, tmp_path_factory: pytest.TempPathFactory) -> Recommender:
-    config = TrainingConfig.from_hyperparameters({"model_type": "ease", "ease_l2": 20.0})
+    config = single_fit_config({"model_type": "ease", "ease_l2": 20.0})
     weights, _ = ease_weights(dataset.train_seen.matrix, config.ease_l2)
     model = FittedEase(weights, dataset.train_seen)
     return serve(model, config, dataset, tmp_path_factory.mktemp("ease") / "model")
@@ -59,7 +60,7 @@ def ease(dataset: Dataset, tmp_path_factory: pytest.TempPathFactory) -> Recommen
 def ials(
     dataset: Dataset, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Recommender, AlternatingLeastSquares]:
-    config = TrainingConfig.from_hyperparameters(
+    config = single_fit_config(
         {"model_type": "ials", "ials_factors": 8, "ials_regularization": 5.0, "ials_alpha": 3.0}
     )
     with threadpool_limits(1, "blas"):  # as implicit asks
@@ -210,7 +211,7 @@ def test_a_trained_gmf_history_recommends_from_its_taste_cluster(
     pytest.importorskip("keras")
     from training.trainer import train
 
-    config = TrainingConfig.from_hyperparameters(
+    config = single_fit_config(
         {"model_type": "gmf", "epochs": 5, "batch_size": 256, "gmf_dim": 16, "learning_rate": 0.01}
     )
     result = train(config, dataset, tmp_path / "checkpoints", emit=lambda line: None)

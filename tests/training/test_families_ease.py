@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ncf_test_support import single_fit_config
 
 from ncf_contract.model_dir import ArtifactError, load_model_dir, save_model_dir
 from ncf_contract.seen import SeenItems
 from training import export
-from training.config import TrainingConfig
 from training.dataset import build_dataset
 from training.errors import ConfigError
 from training.evaluation import PopularityScorer
@@ -94,7 +94,7 @@ def test_scorer_pairs_span_several_user_blocks(monkeypatch: pytest.MonkeyPatch) 
 
 def test_fit_learns_beyond_popularity_and_exports_its_weights(tmp_path: Path) -> None:
     dataset = build_dataset(make_interactions(), None, None, seed=0)
-    config = TrainingConfig.from_hyperparameters({"model_type": "ease", "ease_l2": 20.0})
+    config = single_fit_config({"model_type": "ease", "ease_l2": 20.0})
     assert isinstance(family_for("ease"), EaseFamily)
     lines: list[str] = []
     result = train(config, dataset, tmp_path, emit=lines.append)
@@ -121,7 +121,7 @@ def test_an_oversized_catalog_is_refused_naming_the_limit_and_the_alternatives(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     dataset = build_dataset(make_interactions(), None, None, seed=0)  # 120 items
-    config = TrainingConfig.from_hyperparameters({"model_type": "ease", "ease_max_items": 100})
+    config = single_fit_config({"model_type": "ease", "ease_max_items": 100})
 
     def must_not_run(*args: object) -> None:
         raise AssertionError("the guard must refuse before fitting")
@@ -138,7 +138,7 @@ def test_an_oversized_catalog_is_refused_naming_the_limit_and_the_alternatives(
 
 def test_a_stop_before_the_fit_publishes_nothing(tmp_path: Path) -> None:
     dataset = build_dataset(make_interactions(), None, None, seed=0)
-    config = TrainingConfig.from_hyperparameters({"model_type": "ease"})
+    config = single_fit_config({"model_type": "ease"})
     flag = StopFlag()
     flag.set()
     result = train(config, dataset, tmp_path, stop_flag=flag, emit=lambda line: None)
@@ -148,12 +148,12 @@ def test_a_stop_before_the_fit_publishes_nothing(tmp_path: Path) -> None:
 @pytest.mark.parametrize("model_type", ["ease", "ials"])
 def test_explicit_feedback_is_refused(model_type: str) -> None:
     with pytest.raises(ConfigError, match=f"model_type {model_type} learns from implicit"):
-        TrainingConfig.from_hyperparameters({"model_type": model_type, "feedback": "explicit"})
+        single_fit_config({"model_type": model_type, "feedback": "explicit"})
 
 
 def test_the_model_directory_contract_checks_the_item_item_matrix(tmp_path: Path) -> None:
     dataset = build_dataset(make_interactions(), None, None, seed=0)
-    config = TrainingConfig.from_hyperparameters({"model_type": "ease"})
+    config = single_fit_config({"model_type": "ease"})
     weights, _ = ease_weights(dataset.train_seen.matrix, 20.0)
     good = export.build_artifacts(FittedEase(weights, dataset.train_seen), config, dataset, {})
     save_model_dir(tmp_path / "good", good)

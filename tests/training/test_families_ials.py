@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 from implicit.cpu.als import AlternatingLeastSquares
+from ncf_test_support import single_fit_config
 from threadpoolctl import threadpool_limits
 
-from training.config import TrainingConfig
 from training.dataset import build_dataset
 from training.evaluation import PopularityScorer
 from training.families import family_for
@@ -24,7 +24,7 @@ SMALL = {"model_type": "ials", "ials_factors": 8, "ials_regularization": 5.0, "i
 
 def test_fit_learns_beyond_popularity_and_keeps_the_best_iteration(tmp_path: Path) -> None:
     dataset = build_dataset(make_interactions(), None, None, seed=0)
-    config = TrainingConfig.from_hyperparameters(SMALL)
+    config = single_fit_config(SMALL)
     assert isinstance(family_for("ials"), IalsFamily)
     lines: list[str] = []
     result = train(config, dataset, tmp_path, emit=lines.append)
@@ -89,7 +89,7 @@ def test_export_is_a_dot_product_in_the_gmf_weights() -> None:
 
 def test_a_stop_between_iterations_publishes_nothing(tmp_path: Path) -> None:
     dataset = build_dataset(make_interactions(), None, None, seed=0)
-    config = TrainingConfig.from_hyperparameters(SMALL)
+    config = single_fit_config(SMALL)
     flag = StopFlag()
     lines: list[str] = []
 

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from ncf_test_support import single_fit_config
 
 keras = pytest.importorskip("keras")
 
 from training.attributes import attach_attributes  # noqa: E402
-from training.config import TrainingConfig  # noqa: E402
 from training.dataset import build_dataset  # noqa: E402
 from training.families import family_for  # noqa: E402
 from training.families.hybrid import HybridFamily, HybridModel  # noqa: E402
@@ -66,7 +66,7 @@ def test_formula_and_export_with_cold_ids() -> None:
 
 def test_family_is_chosen_by_model_type() -> None:
     assert isinstance(family_for("hybrid"), HybridFamily)
-    assert TrainingConfig.from_hyperparameters({"model_type": "hybrid"}).model_type == "hybrid"
+    assert single_fit_config({"model_type": "hybrid"}).model_type == "hybrid"
 
 
 def test_cold_items_are_ranked_from_their_attributes(tmp_path: Path) -> None:
@@ -76,7 +76,7 @@ def test_cold_items_are_ranked_from_their_attributes(tmp_path: Path) -> None:
     cold_ids = [f"i{n}" for n in range(100, 120)]
     warm = interactions[~interactions["item_id"].isin(cold_ids)]
     dataset = build_dataset(warm, None, None, seed=0, cold_item_ids=items["item_id"])
-    config = TrainingConfig.from_hyperparameters(
+    config = single_fit_config(
         {
             "model_type": "hybrid",
             "epochs": 6,

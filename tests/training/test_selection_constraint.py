@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ncf_test_support import single_fit_config
 
 from training.constraints import ConstraintNotMetError
 from training.state import TrainingState
@@ -50,7 +51,6 @@ def test_ineligible_epochs_count_towards_early_stopping() -> None:
 
 keras = pytest.importorskip("keras")
 
-from training.config import TrainingConfig  # noqa: E402
 from training.dataset import build_dataset  # noqa: E402
 from training.synthetic import make_interactions  # noqa: E402
 from training.trainer import TrainingResult, train  # noqa: E402
@@ -70,9 +70,7 @@ SETTINGS: dict[str, dict[str, object]] = {
 
 
 def run(tmp_path: Path, name: str, constraint: str, family: str = "gmf") -> TrainingResult:
-    config = TrainingConfig.from_hyperparameters(
-        {**SETTINGS[family], "validation_constraint": constraint}
-    )
+    config = single_fit_config({**SETTINGS[family], "validation_constraint": constraint})
     interactions = make_interactions(num_users=60, num_items=40, interactions_per_user=10)
     dataset = build_dataset(interactions, None, None, seed=config.seed)
     return train(config, dataset, tmp_path / name, emit=lambda line: None)
@@ -121,7 +119,7 @@ def test_item_attributes_give_intra_list_diversity_on_attributes(tmp_path: Path)
     from training.attributes import attach_attributes
     from training.synthetic import make_item_attributes
 
-    config = TrainingConfig.from_hyperparameters(SETTINGS["ials"])
+    config = single_fit_config(SETTINGS["ials"])
     dataset = build_dataset(make_interactions(), None, None, seed=config.seed)
     dataset = attach_attributes(dataset, make_item_attributes(), None, config)
     result = train(config, dataset, tmp_path, emit=lambda line: None)

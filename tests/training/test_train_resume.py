@@ -14,7 +14,13 @@ from training.synthetic import make_interactions
 from training.trainer import train
 
 CONFIG = TrainingConfig(
-    epochs=3, batch_size=32, early_stopping_patience=0, gmf_dim=8, full_ranking=False
+    tuning="off",
+    refit=False,
+    epochs=3,
+    batch_size=32,
+    early_stopping_patience=0,
+    gmf_dim=8,
+    full_ranking=False,
 )
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ncf_test_support import single_fit_config
 
 pytest.importorskip("keras")
 
@@ -26,9 +27,9 @@ def final_learning_rate(config: TrainingConfig, checkpoint_dir: Path) -> float:
 
 def test_learning_rate_decays_per_epoch_and_resumes_on_schedule(tmp_path: Path) -> None:
     settings = {"learning_rate": 0.01, "learning_rate_decay": 0.5, "early_stopping_patience": 0}
-    two = TrainingConfig.from_hyperparameters({**settings, "epochs": 2})
+    two = single_fit_config({**settings, "epochs": 2})
     # Epoch e trains at lr * decay ** (e - 1): the last of two epochs at 0.01 * 0.5.
     assert final_learning_rate(two, tmp_path) == pytest.approx(0.005)
     # Resumed from the two-epoch checkpoint, epochs 3 and 4 continue the schedule.
-    four = TrainingConfig.from_hyperparameters({**settings, "epochs": 4})
+    four = single_fit_config({**settings, "epochs": 4})
     assert final_learning_rate(four, tmp_path) == pytest.approx(0.01 * 0.5**3)
