@@ -10,12 +10,14 @@ resumed run repeats no step and skips none (its weights match an uninterrupted
 run's to float tolerance).
 
 A checkpoint is only resumed by a job that agrees with it on everything that
-shapes the run (``compatibility``: every hyperparameter but the epoch budget and
-the data's size); anything else starts afresh, with a warning.
+shapes the run (``compatibility``: every hyperparameter but the epoch budget, and
+the data's size); its file name is keyed by that, so runs of other settings
+sharing a checkpoint location write their own files.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -29,7 +31,18 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_FILE = "ncf-checkpoint.npz"
+CHECKPOINT_PREFIX = "ncf-checkpoint-"
+
+
+def checkpoint_file(compatibility: dict[str, Any]) -> str:
+    """The checkpoint's file name: keyed by everything a resume must agree on.
+
+    Runs with other settings (parallel trials of a SageMaker tuning job sharing one
+    checkpoint location, say) write other files, so they never overwrite or resume
+    each other's, while a restarted Spot job finds its own.
+    """
+    digest = hashlib.sha256(json.dumps(compatibility, sort_keys=True, default=str).encode())
+    return f"{CHECKPOINT_PREFIX}{digest.hexdigest()[:16]}.npz"
 
 
 @dataclass

@@ -11,8 +11,10 @@ by default ``s3://BUCKET/PREFIX/checkpoints/<tuning job name>``, never shared
 with another run. Sharing it within the tuning job is safe because the
 container resumes a checkpoint only when it was written with the same value of
 *every* hyperparameter and the same data (``training.families.ncf.compatibility``):
-a trial never resumes another trial's weights; one that finds another trial's
-checkpoint starts from epoch 0. The few hyperparameters outside that key (the
+a trial never resumes another trial's weights, and since the checkpoint file is
+named by that key (``training.state.checkpoint_file``), parallel trials never
+overwrite each other and an interrupted trial resumes its own. The few
+hyperparameters outside that key (the
 epoch budget) cannot be tuned with checkpoints: a short trial could resume a
 longer one's checkpoint and report its result.
 """

@@ -15,7 +15,7 @@ from training.synthetic import make_interactions
 
 pytestmark = pytest.mark.slow
 
-CHECKPOINT = "ncf-checkpoint.npz"
+CHECKPOINT = "ncf-checkpoint-*.npz"
 
 
 def _epoch_lines(stdout: str) -> list[str]:
@@ -29,7 +29,7 @@ def test_resume_from_checkpoint(sagemaker_layout: SageMakerLayout) -> None:
     first = run_container_script("train", sagemaker_layout.base_dir)
     assert first.returncode == 0, first.stdout + first.stderr
     assert [line.split()[0] for line in _epoch_lines(first.stdout)] == ["epoch=1", "epoch=2"]
-    assert (sagemaker_layout.checkpoint_dir / CHECKPOINT).is_file()
+    assert len(list(sagemaker_layout.checkpoint_dir.glob(CHECKPOINT))) == 1
 
     sagemaker_layout.write_config({**hyperparameters, "epochs": 4})
     second = run_container_script("train", sagemaker_layout.base_dir)
@@ -73,7 +73,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(sagemaker_layout: SageMake
     output = "".join(lines) + rest
     assert process.returncode == 0, output
     assert "stopped by SIGTERM" in output
-    assert (sagemaker_layout.checkpoint_dir / CHECKPOINT).is_file()
+    assert len(list(sagemaker_layout.checkpoint_dir.glob(CHECKPOINT))) == 1
     assert not list(sagemaker_layout.checkpoint_dir.glob("*.tmp*"))
     model_dir = sagemaker_layout.model_dir
     assert not model_dir.exists() or not any(model_dir.iterdir())

@@ -73,3 +73,17 @@ def test_a_checkpoint_of_other_settings_is_not_resumed(tmp_path: Path) -> None:
     other = TrainingConfig(**{**CONFIG.to_json(), "mlp_layers": (64, 32, 16), "num_negatives": 2})
     train(other, dataset, tmp_path, emit=lines.append)
     assert not any(line.startswith("resuming") for line in lines)
+
+
+def test_runs_of_other_settings_keep_their_own_checkpoints(tmp_path: Path) -> None:
+    """Parallel tuning trials sharing a checkpoint location never overwrite each other."""
+    dataset = build_dataset(
+        make_interactions(num_users=30, num_items=20, interactions_per_user=6), None, None
+    )
+    other = TrainingConfig(**{**CONFIG.to_json(), "learning_rate": 0.01})
+    train(CONFIG, dataset, tmp_path, emit=lambda line: None)
+    train(other, dataset, tmp_path, emit=lambda line: None)
+    assert len(list(tmp_path.glob("ncf-checkpoint-*.npz"))) == 2
+    lines: list[str] = []
+    train(CONFIG, dataset, tmp_path, emit=lines.append)
+    assert "resuming from checkpoint after epoch 3" in lines

@@ -32,7 +32,7 @@ from training.families.lazy_adam import LazyAdam
 from training.families.ncf_model import NCF
 from training.objectives import Examples, Objective, Scorer
 from training.signals import StopFlag
-from training.state import CHECKPOINT_FILE, TrainingState
+from training.state import TrainingState, checkpoint_file
 
 logger = logging.getLogger(__name__)
 
@@ -270,8 +270,8 @@ class NcfFamily:
         timings = {"pretraining": 0.0, "training": 0.0, "validation": 0.0}
         model = self.build(config, objective)
         compile_model(model, config, objective, optimizer="sgd" if config.pretrain else None)
-        checkpoint_path = context.checkpoint_dir / CHECKPOINT_FILE
         expected = compatibility(config, objective)
+        checkpoint_path = context.checkpoint_dir / checkpoint_file(expected)
         state = TrainingState.load(checkpoint_path, model, expected)
         if state is not None:
             assert state.rng_state is not None
