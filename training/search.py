@@ -98,6 +98,10 @@ SEARCH_SPACES: dict[str, dict[str, Suggest]] = {
         "ials_alpha": _log_float("ials_alpha", 0.5, 50.0),
     },
     "ease": {"ease_l2": _log_float("ease_l2", 30.0, 5000.0)},
+    "hybrid": {
+        **_NCF_COMMON,
+        "text_max_features": _choice("text_max_features", 1000, 5000, 20000),
+    },
 }
 
 
@@ -135,20 +139,28 @@ class SearchFailedError(UserFacingError):
     """Every trial of the search failed; the message says why the first one did."""
 
 
-def searched_families(config: TrainingConfig) -> tuple[str, ...]:
-    """The families this job's search may choose (one unless ``model_type=auto``)."""
+def searched_families(config: TrainingConfig, dataset: Dataset | None = None) -> tuple[str, ...]:
+    """The families this job's search may choose (one unless ``model_type=auto``).
+
+    ``hybrid`` joins the others when the job has an ``items`` or ``users`` channel.
+    """
     if config.model_type != AUTO:
         return (config.model_type,)
     if config.pretrain:  # pre-training exists for NeuMF only
         return ("neumf",)
     if Feedback(config.feedback) is Feedback.EXPLICIT:  # rating prediction: the NCF families
         return tuple(family for family in AUTO_FAMILIES if family in NCF_FAMILIES)
-    return AUTO_FAMILIES
+    has_attributes = dataset is not None and (
+        dataset.item_attributes is not None or dataset.user_attributes is not None
+    )
+    return (*AUTO_FAMILIES, "hybrid") if has_attributes else AUTO_FAMILIES
 
 
-def suggest(trial: optuna.Trial, config: TrainingConfig) -> dict[str, Any]:
+def suggest(
+    trial: optuna.Trial, config: TrainingConfig, dataset: Dataset | None = None
+) -> dict[str, Any]:
     """A trial's settings: the family (if free) and its unfixed hyperparameters."""
-    families = searched_families(config)
+    families = searched_families(config, dataset)
     family = (
         families[0] if len(families) == 1 else trial.suggest_categorical("model_type", families)
     )
@@ -206,7 +218,7 @@ def run_search(config: TrainingConfig, dataset: Dataset, context: FitContext) ->
     )
     _requeue_interrupted(study, storage, name)
     if not study.get_trials(deepcopy=False):
-        _enqueue_defaults(study, config)
+        _enqueue_defaults(study, config, dataset)
     # Trials that ended with a figure or were pruned count; failed and cut-off ones do not.
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
     elapsed_before = float(study.user_attrs.get("elapsed_seconds", 0.0))
@@ -253,7 +265,7 @@ def run_search(config: TrainingConfig, dataset: Dataset, context: FitContext) ->
     if not complete:
         return result
     best = study.best_trial
-    best_params = {"model_type": searched_families(config)[0], **best.params}
+    best_params = {"model_type": searched_families(config, dataset)[0], **best.params}
     result.config = replace(config, **best_params)
     result.best_trial = best.number
     result.best_epoch = int(best.user_attrs.get("best_epoch", 0))
@@ -273,7 +285,7 @@ def _trial_objective(
     """The function Optuna calls per trial: fit one configuration, return its metric."""
 
     def objective(trial: optuna.Trial) -> float:
-        params = suggest(trial, config)
+        params = suggest(trial, config, dataset)
         trial_config = replace(config, **params, tuning="off", refit=False)
         trial_config.check()
         trial_started = time.monotonic()
@@ -336,14 +348,14 @@ def _trial_objective(
     return objective
 
 
-def _enqueue_defaults(study: optuna.Study, config: TrainingConfig) -> None:
+def _enqueue_defaults(study: optuna.Study, config: TrainingConfig, dataset: Dataset) -> None:
     """Start with each family at its default settings, the quickest families first.
 
     The closed-form families take seconds and the NCF families minutes, so a search
     whose budget ends early has still judged every family once, at settings that
     work, before the sampler explores.
     """
-    families = searched_families(config)
+    families = searched_families(config, dataset)
     for family in families:
         params: dict[str, Any] = {} if len(families) == 1 else {"model_type": family}
         for name in SEARCH_SPACES.get(family, {}):

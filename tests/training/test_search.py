@@ -209,3 +209,28 @@ def test_the_search_starts_with_each_family_at_its_defaults(
     assert [t["params"]["model_type"] for t in result.trials] == ["ease", "ials"]
     assert result.trials[0]["params"]["ease_l2"] == config.ease_l2
     assert result.trials[1]["params"]["ials_factors"] == config.ials_factors
+
+
+def test_the_search_honours_the_validation_constraint(dataset: Dataset, tmp_path: Path) -> None:
+    from training.search import SearchFailedError
+
+    lines: list[str] = []
+    impossible = config_of(tuning_trials=2, validation_constraint="coverage>=1.01")
+    with pytest.raises(SearchFailedError, match="no trial of the hyperparameter search"):
+        run_search(impossible, dataset, FitContext(tmp_path / "a", emit=lines.append))
+    assert sum("misses validation_constraint coverage>=1.01" in line for line in lines) == 2
+    met = config_of(tuning_trials=2, validation_constraint="coverage>=0.01")
+    result = run_search(met, dataset, FitContext(tmp_path / "b", emit=lines.append))
+    assert result.best_trial >= 0 and result.validation["coverage"] >= 0.01
+
+
+def test_the_hybrid_joins_an_automatic_search_when_there_are_attributes() -> None:
+    from types import SimpleNamespace
+
+    from training.search import AUTO_FAMILIES, searched_families
+
+    config = TrainingConfig.from_hyperparameters({})
+    plain: Any = SimpleNamespace(item_attributes=None, user_attributes=None)
+    with_items: Any = SimpleNamespace(item_attributes=object(), user_attributes=None)
+    assert searched_families(config, plain) == AUTO_FAMILIES
+    assert searched_families(config, with_items) == (*AUTO_FAMILIES, "hybrid")

@@ -44,16 +44,6 @@ from training.families.base import FittedModel
 from training.families.ncf import NcfFamily
 from training.objectives import Objective, Scorer
 
-#: What a hyperparameter search should vary for this family: name -> (kind, low, high, log).
-#: The attribute channels and kinds are data, not tunables; the rest is the NCF loop's.
-SEARCH_SPACE: dict[str, tuple[str, float, float, bool]] = {
-    "gmf_dim": ("int", 16, 256, True),
-    "gmf_regularization": ("float", 1e-4, 0.05, True),
-    "learning_rate": ("float", 3e-4, 0.03, True),
-    "num_negatives": ("int", 2, 10, False),
-    "text_max_features": ("int", 500, 20_000, True),
-}
-
 
 def _initializer() -> keras.initializers.Initializer:
     return keras.initializers.RandomNormal(stddev=0.01)
