@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from ncf_contract.families import DEFAULT_FAMILY, IMPLICIT_ONLY_FAMILIES, MODEL_FAMILIES
+from training.cluster import CHIEF_ONLY, LEARNING_RATE_SCALINGS, MULTI_WORKER_MIRRORED
 from training.constraints import Constraint, parse_constraints
 from training.errors import ConfigError
 
@@ -93,6 +94,10 @@ class TrainingConfig:
     num_eval_negatives: int = field(default=99, metadata=_int(1, 100_000))
     full_ranking: bool = field(default=True, metadata=_BOOL)
     seed: int = field(default=42, metadata=_int(0, 2**32 - 1))
+    distribution: str = field(
+        default=MULTI_WORKER_MIRRORED, metadata=_choice(MULTI_WORKER_MIRRORED, CHIEF_ONLY)
+    )
+    learning_rate_scaling: str = field(default="auto", metadata=_choice(*LEARNING_RATE_SCALINGS))
     min_rating: float | None = field(default=None, metadata=_OPTIONAL_FLOAT)
     user_column: str = field(default="user_id", metadata=_STR)
     item_column: str = field(default="item_id", metadata=_STR)

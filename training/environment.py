@@ -13,6 +13,9 @@ running the container locally may), they override what the files say:
 - ``SM_CHANNEL_<NAME>``: the location of a channel; a local path or an
   ``s3://`` URI (read with boto3, for the container run outside SageMaker).
 - ``SM_MODEL_DIR``, ``SM_OUTPUT_DATA_DIR``, ``SM_CURRENT_HOST``, ``SM_HOSTS``.
+
+``TF_CONFIG``, if set, replaces the one a multi-instance job builds from
+``resourceconfig.json`` (``training.cluster.tf_config``).
 """
 
 from __future__ import annotations
@@ -67,7 +70,7 @@ class Environment:
             (``TrainingInputMode`` is ``File``, ``FastFile`` or ``Pipe``).
         current_host: This host's name (``algo-1`` on a one-instance job).
         hosts: Every host of the job.
-        environ: The ``SM_*`` variables that override the files.
+        environ: The ``SM_*`` variables that override the files, and ``TF_CONFIG``.
     """
 
     base_dir: Path
@@ -90,7 +93,9 @@ class Environment:
         Raises:
             ConfigError: A config file is not valid JSON, or ``SM_HPS`` is not an object.
         """
-        environ = {k: v for k, v in (environ or {}).items() if k.startswith("SM_")}
+        environ = {
+            k: v for k, v in (environ or {}).items() if k.startswith("SM_") or k == "TF_CONFIG"
+        }
         config_dir = base_dir / "input" / "config"
         raw_hps = _read_json(config_dir / "hyperparameters.json", {})
         hyperparameters = decode_hyperparameters(raw_hps)
@@ -135,6 +140,11 @@ class Environment:
     def checkpoint_dir(self) -> Path:
         """``checkpoints/``: SageMaker syncs it with ``CheckpointConfig.S3Uri``."""
         return self.base_dir / "checkpoints"
+
+    @property
+    def tf_config(self) -> str | None:
+        """A ``TF_CONFIG`` given in the environment (JSON), if any."""
+        return self.environ.get("TF_CONFIG")
 
     def input_mode(self, channel: str) -> str | None:
         """The channel's ``TrainingInputMode`` (``File``, ``FastFile``, ``Pipe``), if declared."""

@@ -28,3 +28,15 @@ class TrainingDivergedError(UserFacingError):
             "written; lower learning_rate, raise the regularization, or check the data for "
             "extreme ratings"
         )
+
+
+class WorkerLostError(UserFacingError):
+    """Another host of a multi-instance job died or stopped answering; no model is published."""
+
+    def __init__(self, hosts: list[str], current_host: str, what: str) -> None:
+        self.hosts = hosts
+        super().__init__(
+            f"host {', '.join(hosts)} stopped answering during {what} (it failed or was "
+            f"stopped; its own log and output/failure say why), so host {current_host} ends "
+            "the job without a model; the last checkpoint is where a new job resumes"
+        )

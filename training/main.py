@@ -17,6 +17,15 @@ Exit status and ``output/failure``:
   the exit status is 0 — the job was asked to stop and did so cleanly;
   SageMaker records a stopped job as Stopped whatever the exit status, and a
   Spot job restarted with the same checkpoint location resumes from it.
+
+On several instances (``training.cluster``, ``training.distributed``) every host
+trains its share under ``MultiWorkerMirroredStrategy``; the chief (the first host)
+alone tests the model and writes ``model/``, ``output/data/`` and checkpoints, while
+the others wait for it and exit 0. A failure names its host in ``output/failure``;
+a host that dies makes the others fail within seconds with a ``WorkerLostError``
+naming it; a SIGTERM on any host stops every one after the same step. A family that
+does not distribute (or ``distribution=chief_only``) trains on the chief alone and
+the other hosts exit at once, saying so: never N copies of the same run.
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ from typing import Any
 
 from ncf_contract.channels import CHANNELS, INTERACTION_CHANNELS
 from ncf_contract.model_dir import publish_model_dir
+from training.cluster import CHIEF_ONLY, Cluster, check_train_replicated
 from training.config import TrainingConfig
 from training.environment import Environment, base_dir_of
 from training.errors import DataError, UserFacingError
@@ -67,6 +77,44 @@ def _write_failure(env: Environment | None, base_dir: Path, text: str) -> None:
         path.write_text(text)
     except OSError:
         logger.exception("could not write %s", path)
+
+
+def _trains_across_hosts(env: Environment, config: TrainingConfig, cluster: Cluster) -> bool:
+    """Whether this job trains data-parallel across its hosts (logs who trains otherwise).
+
+    Raises:
+        ConfigError: A multi-worker job's train channel is sharded by S3 key.
+    """
+    from training.families import distributes
+
+    if not cluster.multi_host:
+        return False
+    if config.distribution != CHIEF_ONLY and not config.searches and distributes(config.family):
+        check_train_replicated(env.input_data_config)
+        return True
+    if config.distribution == CHIEF_ONLY:
+        why = "distribution=chief_only"
+    elif config.searches:
+        why = (
+            "the hyperparameter search (tuning=auto) runs on one host; set tuning=off (with the "
+            "settings to train) to train across instances"
+        )
+    else:
+        why = f"model_type {config.family} does not train across instances"
+    if cluster.is_chief:
+        logger.info("%s: this host (the chief) trains alone on %d instances", why, len(env.hosts))
+    else:
+        logger.info(
+            "%s: the chief %s trains alone; host %s exits", why, cluster.chief, env.current_host
+        )
+    return False
+
+
+def _on_host(env: Environment | None, message: str) -> str:
+    """``message``, prefixed with the host on a multi-instance job (whose host failed)."""
+    if env is None or len(env.hosts) < 2:
+        return message
+    return f"host {env.current_host}: {message}"
 
 
 def load_data(env: Environment, config: TrainingConfig) -> tuple[Any, Any]:
@@ -146,16 +194,42 @@ def run(env: Environment, started: float) -> int:
     """Train, export and report; returns the exit status."""
     stop_flag = stop_on_sigterm()
     config = TrainingConfig.from_hyperparameters(env.hyperparameters)
+    cluster = Cluster.of(env.hosts, env.current_host)
+    distributed = _trains_across_hosts(env, config, cluster)
+    if cluster.multi_host and not distributed and not cluster.is_chief:
+        return 0
     logger.info("configuration: %s", config.to_json())
 
     built, test_negatives = load_data(env, config)
     data_seconds = time.perf_counter() - started
 
     from training import export, report, trainer  # TensorFlow loads here, once the input is valid
+    from training.families import distributes
 
+    distribution = None
+    if distributes(config.family) and not config.searches:
+        from training.distributed import make_distribution
+
+        local = cluster if distributed else Cluster.of([env.current_host], env.current_host)
+        distribution = make_distribution(local, env.tf_config)
     result = trainer.train(
-        config, built, env.checkpoint_dir, stop_flag, test_negatives=test_negatives, emit=_emit
+        config,
+        built,
+        env.checkpoint_dir,
+        stop_flag,
+        test_negatives=test_negatives,
+        emit=_emit,
+        distribution=distribution,
     )
+    if distribution is not None and not distribution.is_chief:
+        if not result.stopped:
+            distribution.barrier("the chief's export (this host waits for it)")
+        logger.info(
+            "host %s is done; the chief %s writes the model",
+            env.current_host,
+            cluster.chief,
+        )
+        return 0
     if result.stopped or result.model is None:
         logger.warning(
             "stopped by SIGTERM; checkpoint in %s; model/ not written", env.checkpoint_dir
@@ -223,6 +297,8 @@ def run(env: Environment, started: float) -> int:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     logger.info("model written to %s in %.1f s", env.model_dir, time.perf_counter() - started)
+    if distribution is not None and cluster.multi_host:
+        distribution.barrier("the end of the job (the other hosts wait for the chief)")
     return 0
 
 
@@ -237,14 +313,14 @@ def main() -> int:
         env = Environment.from_environ()
         return run(env, started)
     except UserFacingError as error:
-        message = str(error).strip() or type(error).__name__
+        message = _on_host(env, str(error).strip() or type(error).__name__)
         logger.error("training failed: %s", message)
         _write_failure(env, base_dir, f"{message}\n")
         return EXIT_USER_ERROR
     except BaseException as error:  # the one boundary: anything else is an internal fault
         if isinstance(error, KeyboardInterrupt | SystemExit) and not isinstance(error, Exception):
             logger.error("interrupted: %r", error)
-        summary = f"Internal error: {type(error).__name__}: {error}".splitlines()[0]
+        summary = _on_host(env, f"Internal error: {type(error).__name__}: {error}".splitlines()[0])
         summary = summary[: _FAILURE_REASON_LIMIT - 1]
         trace = traceback.format_exc()
         logger.error("%s\n%s", summary, trace)

@@ -115,8 +115,21 @@ class Objective(ABC):
         """Whether ``value`` of the selection metric beats ``best`` (``None``: nothing yet)."""
 
     @abstractmethod
-    def epoch_examples(self, rng: np.random.Generator) -> Examples:
-        """One epoch of ``(users int32, items int32, targets float32, weights)``, shuffled."""
+    def epoch_examples(self, rng: np.random.Generator, rows: np.ndarray | None = None) -> Examples:
+        """One epoch of ``(users int32, items int32, targets float32, weights)``, shuffled.
+
+        Args:
+            rng: The epoch's random stream.
+            rows: The train interactions to draw from (default: all); a worker of a
+                multi-worker job passes its users' rows (``training.cluster.user_shards``).
+        """
+
+    def _train_rows(self, rows: np.ndarray | None) -> tuple[Interactions, np.ndarray | None]:
+        """The train interactions at ``rows`` (all by default) and their loss weights."""
+        train, weights = self.dataset.train, self.interaction_weights
+        if rows is None:
+            return train, weights
+        return train.take(rows), None if weights is None else weights[rows]
 
     #: Whether the popularity baseline's accuracy means something beside the model's
     #: (a ranking does; an RMSE of interaction counts against ratings does not).
@@ -248,13 +261,16 @@ class ImplicitObjective(Objective):
         """Higher is better."""
         return best is None or value > best
 
-    def epoch_examples(self, rng: np.random.Generator) -> Examples:
+    def epoch_examples(self, rng: np.random.Generator, rows: np.ndarray | None = None) -> Examples:
         """Every positive plus ``num_negatives`` fresh negatives each, shuffled.
 
         With recency weights, each negative carries the weight of its positive.
+        Negatives exclude every item the user has in the whole train split, so a
+        worker's shard of users never draws one of its users' positives.
         """
+        train, positive_weights = self._train_rows(rows)
         users, items, targets = sampling.training_examples(
-            self.dataset.train,
+            train,
             self.dataset.train_seen,
             self.dataset.num_items,
             self.config.num_negatives,
@@ -263,11 +279,10 @@ class ImplicitObjective(Objective):
         )
         order = rng.permutation(len(users))
         weights = None
-        if self.interaction_weights is not None:
+        if positive_weights is not None:
             # Unshuffled: the positives, then each positive's num_negatives negatives in turn.
-            positive = self.interaction_weights
-            negative = np.repeat(positive, self.config.num_negatives)
-            weights = np.concatenate([positive, negative])[order]
+            negative = np.repeat(positive_weights, self.config.num_negatives)
+            weights = np.concatenate([positive_weights, negative])[order]
         return Examples(users[order], items[order], targets[order], weights)
 
     @cached_property
@@ -336,12 +351,12 @@ class ExplicitObjective(Objective):
         """Lower is better."""
         return best is None or value < best
 
-    def epoch_examples(self, rng: np.random.Generator) -> Examples:
-        """The ratings, shuffled."""
-        train = self.dataset.train
+    def epoch_examples(self, rng: np.random.Generator, rows: np.ndarray | None = None) -> Examples:
+        """The ratings (at ``rows``, default all), shuffled."""
+        train, all_weights = self._train_rows(rows)
         assert train.rating is not None  # build_dataset requires ratings for explicit feedback
         order = rng.permutation(len(train))
-        weights = None if self.interaction_weights is None else self.interaction_weights[order]
+        weights = None if all_weights is None else all_weights[order]
         return Examples(
             train.user_index[order], train.item_index[order], train.rating[order], weights
         )

@@ -2,8 +2,10 @@
 
 A checkpoint holds what an uninterrupted run would have at the end of an
 epoch: the model's weights and optimizer variables (step count and moments
-included), the best weights so far, the history, early-stopping bookkeeping and
-the negative sampler's RNG state. It is written atomically after every epoch.
+included), the best weights so far, the history and the early-stopping bookkeeping (the
+negative sampler's stream is derived from the epoch number, so it needs no
+state). It is written atomically after every epoch, by the chief alone in a
+multi-worker job.
 A SIGTERM in the middle of an epoch writes nothing: the last end-of-epoch
 checkpoint already describes exactly where a resumed job must start, so the
 resumed run repeats no step and skips none (its weights match an uninterrupted
@@ -58,7 +60,6 @@ class TrainingState:
         best_weights: The model's weights at ``best_epoch``.
         epochs_without_gain: Epochs since ``best_epoch``.
         early_stopped: Whether patience ran out.
-        rng_state: The negative sampler's bit-generator state after ``epoch``.
     """
 
     epoch: int = 0
@@ -68,7 +69,6 @@ class TrainingState:
     best_weights: list[np.ndarray] = field(default_factory=list)
     epochs_without_gain: int = 0
     early_stopped: bool = False
-    rng_state: dict[str, Any] | None = None
 
     def record(
         self,
@@ -116,7 +116,6 @@ class TrainingState:
                 "best_value": self.best_value,
                 "epochs_without_gain": self.epochs_without_gain,
                 "early_stopped": self.early_stopped,
-                "rng_state": self.rng_state,
             }
         )
 
@@ -177,7 +176,6 @@ class TrainingState:
             best_weights=arrays["best"],
             epochs_without_gain=saved["epochs_without_gain"],
             early_stopped=saved["early_stopped"],
-            rng_state=saved["rng_state"],
         )
 
 

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -45,6 +45,8 @@ REFIT_DIR = "refit"
 
 #: ``{split: {system: {metric: value}}}``: the model beside the popularity baseline.
 Comparison = dict[str, dict[str, dict[str, float]]]
+if TYPE_CHECKING:
+    from training.distributed import Distribution
 
 
 @dataclass
@@ -171,6 +173,7 @@ def train(
     stop_flag: StopFlag | None = None,
     test_negatives: TestNegatives | None = None,
     emit: Callable[[str], None] = print,
+    distribution: Distribution | None = None,
 ) -> TrainingResult:
     """Select, refit, test and compare with the baseline; see the module docstring.
 
@@ -182,8 +185,15 @@ def train(
         test_negatives: ``(users, held_out, negatives)`` from the ``test_negatives``
             channel, for the exact sampled test protocol.
         emit: Where metric lines go (stdout, where SageMaker reads them).
+        distribution: The strategy to fit under (``None``: one process); only its
+            chief tests the model.
     """
-    context = FitContext(checkpoint_dir, StopFlag() if stop_flag is None else stop_flag, emit)
+    context = FitContext(
+        checkpoint_dir,
+        StopFlag() if stop_flag is None else stop_flag,
+        emit,
+        distribution=distribution,
+    )
     timings: dict[str, float] = {}
     started = time.perf_counter()
     search: SearchResult | None = None
@@ -248,7 +258,7 @@ def train(
         refit=refit,
         timings=timings,
     )
-    if final.stopped or final.model is None:
+    if final.stopped or final.model is None or not context.is_chief:
         return result
 
     test_started = time.perf_counter()

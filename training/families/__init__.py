@@ -11,7 +11,23 @@ from __future__ import annotations
 from ncf_contract.families import EASE, HYBRID, IALS, NCF_FAMILIES
 from training.families.base import FitContext, FitResult, FittedModel, ModelFamily
 
-__all__ = ["FitContext", "FitResult", "FittedModel", "ModelFamily", "family_for"]
+__all__ = [
+    "FitContext",
+    "FitResult",
+    "FittedModel",
+    "ModelFamily",
+    "distributes",
+    "family_for",
+]
+
+
+def distributes(model_type: str) -> bool:
+    """Whether ``model_type``'s family trains data-parallel across hosts and GPUs.
+
+    The NCF families do (``training.distributed``); any other runs on the chief
+    alone in a multi-instance job.
+    """
+    return model_type in NCF_FAMILIES
 
 
 def family_for(model_type: str) -> ModelFamily:

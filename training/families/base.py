@@ -14,13 +14,16 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from training.config import TrainingConfig
 from training.objectives import Objective, Scorer
 from training.signals import StopFlag
+
+if TYPE_CHECKING:  # TensorFlow loads only when a family that uses it is fitted
+    from training.distributed import Distribution
 
 
 class FittedModel(ABC):
@@ -61,6 +64,8 @@ class FitContext:
             that has epochs; it may raise (a search prunes a poor trial this way).
         select_best: Keep the epoch with the best validation metric (``True``), or the
             last epoch (``False``: a refit whose validation data is part of training).
+        distribution: The strategy a family that distributes trains under
+            (``training.distributed``); ``None``: one process, no strategy.
     """
 
     checkpoint_dir: Path
@@ -68,6 +73,12 @@ class FitContext:
     emit: Callable[[str], None] = print
     report: Callable[[int, Mapping[str, float]], None] | None = None
     select_best: bool = True
+    distribution: Distribution | None = None
+
+    @property
+    def is_chief(self) -> bool:
+        """Whether this process writes checkpoints and emits metric lines."""
+        return self.distribution is None or self.distribution.is_chief
 
 
 @dataclass

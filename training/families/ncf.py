@@ -8,13 +8,20 @@ waits ``early_stopping_patience`` epochs. A SIGTERM ends the pass after the
 current batch and writes nothing, so the last end-of-epoch checkpoint is where
 the next job resumes (see ``training.state``). A non-finite loss stops the fit
 with a ``TrainingDivergedError``.
+
+Across several hosts or GPUs the same loop runs under a ``tf.distribute`` strategy
+(``training.distributed``): each worker draws the examples of its own users, the
+gradients are all-reduced, the learning rate follows the global batch
+(``training.cluster.scaled_learning_rate``) and only the chief writes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +32,10 @@ import tensorflow as tf
 from ncf_contract.metric_lines import format_metric_line
 from ncf_contract.model_dir import SAVED_MODEL_DIR
 from ncf_contract.ranking import unit_item_vectors
+from training.cluster import scaled_learning_rate, user_shards
 from training.config import TrainingConfig
-from training.errors import TrainingDivergedError
+from training.distributed import DistributedSteps
+from training.errors import DataError, TrainingDivergedError
 from training.families.base import FitContext, FitResult, FittedModel, validation_of
 from training.families.lazy_adam import LazyAdam
 from training.families.ncf_model import NCF
@@ -244,6 +253,99 @@ def compatibility(config: TrainingConfig, objective: Objective) -> dict[str, Any
     }
 
 
+class _Epochs:
+    """This worker's epochs: its examples, drawn and fitted with or without a strategy.
+
+    Without a strategy (one CPU or GPU) an epoch is one Keras ``fit`` pass over every
+    example. Under one (``training.distributed``) the worker draws the examples of its
+    own users only (``training.cluster.user_shards``) and ``DistributedSteps`` fits
+    them, the gradients all-reduced with the other replicas. Each epoch's random
+    stream is derived from ``(seed, worker, phase, epoch)``, so a resumed job draws
+    what the interrupted one would have, on every worker.
+    """
+
+    def __init__(self, config: TrainingConfig, objective: Objective, context: FitContext) -> None:
+        self.config, self.objective, self.distribution = config, objective, context.distribution
+        train = objective.dataset.train
+        #: This worker's train rows (``None``: all of them).
+        self.rows: np.ndarray | None = None
+        self.worker = 0
+        self._steps: dict[int, DistributedSteps] = {}
+        if self.distribution is not None:
+            cluster = self.distribution.cluster
+            shards = user_shards(
+                train.user_index, objective.dataset.num_users, cluster.num_workers, config.seed
+            )
+            self.worker = cluster.worker_index
+            self.rows = np.flatnonzero(shards[train.user_index] == self.worker)
+            if len(self.rows) == 0:
+                raise DataError(
+                    f"host {cluster.current_host} has no training users: the train channel has "
+                    f"{objective.dataset.num_users} users for {cluster.num_workers} instances; "
+                    "use fewer instances"
+                )
+            logger.info(
+                "worker %d of %d trains on %d of %d interactions (its users' share)",
+                self.worker,
+                cluster.num_workers,
+                len(self.rows),
+                len(train),
+            )
+
+    def rng(self, phase: int, epoch: int) -> np.random.Generator:
+        """The random stream of ``epoch`` of ``phase`` (0: training, 1, 2: pre-training)."""
+        return np.random.default_rng([self.config.seed, self.worker, phase, epoch])
+
+    def fit(
+        self, model: NCF, rng: np.random.Generator, stop_flag: StopFlag, what: str
+    ) -> tuple[float, bool]:
+        """Fit one epoch; returns ``(mean training loss, stopped by SIGTERM)``.
+
+        Raises:
+            TrainingDivergedError: The loss is NaN or infinite.
+            WorkerLostError: Another worker stopped answering.
+        """
+        examples = self.objective.epoch_examples(rng, self.rows)
+        if self.distribution is None:
+            loss = fit_one_epoch(model, examples, self.config.batch_size, stop_flag)
+            return loss, bool(stop_flag)
+        if id(model) not in self._steps:
+            self._steps[id(model)] = DistributedSteps(self.distribution, model)
+        assert self.rows is not None
+        per_interaction = len(examples.users) // len(self.rows)
+        loss, stopped = self._steps[id(model)].fit_epoch(
+            examples,
+            self.config.batch_size,
+            len(self.objective.dataset.train) * per_interaction,
+            stop_flag,
+            what,
+        )
+        if not stopped and not math.isfinite(loss):
+            raise TrainingDivergedError(loss)
+        return loss, stopped
+
+
+def _for_replicas(config: TrainingConfig, context: FitContext) -> TrainingConfig:
+    """``config`` with the learning rate scaled to the global batch (``training.cluster``)."""
+    if context.distribution is None:
+        return config
+    replicas = context.distribution.num_replicas
+    learning_rate = scaled_learning_rate(
+        config.learning_rate, config.optimizer, config.learning_rate_scaling, replicas
+    )
+    logger.info(
+        "%d replicas: global batch %d (batch_size %d per replica), learning rate %.6g "
+        "(%.6g scaled %s)",
+        replicas,
+        config.batch_size * replicas,
+        config.batch_size,
+        learning_rate,
+        config.learning_rate,
+        config.learning_rate_scaling,
+    )
+    return replace(config, learning_rate=learning_rate)
+
+
 class NcfFamily:
     """GMF, MLP or NeuMF (``config.model_type``), fitted by mini-batch gradient descent.
 
@@ -264,29 +366,25 @@ class NcfFamily:
         return FittedNcf(model)
 
     def fit(self, config: TrainingConfig, objective: Objective, context: FitContext) -> FitResult:
-        """Fit epoch by epoch; see the module docstring."""
+        """Fit epoch by epoch; see the module docstring.
+
+        Under a strategy every worker fits, validates and keeps the same state (the
+        replicas' weights are identical after each all-reduce); only the chief writes
+        checkpoints and emits metric lines.
+        """
         keras.utils.set_random_seed(config.seed)
-        rng = np.random.default_rng(config.seed)
+        config = _for_replicas(config, context)
+        epochs = _Epochs(config, objective, context)
         timings = {"pretraining": 0.0, "training": 0.0, "validation": 0.0}
-        model = self.build(config, objective)
-        compile_model(model, config, objective, optimizer="sgd" if config.pretrain else None)
+        with _scope(context):
+            model = self.build(config, objective)
+            compile_model(model, config, objective, optimizer="sgd" if config.pretrain else None)
+        emit = context.emit if context.is_chief else _log_line
         expected = compatibility(config, objective)
         checkpoint_path = context.checkpoint_dir / checkpoint_file(expected)
-        state = TrainingState.load(checkpoint_path, model, expected)
-        if state is not None:
-            assert state.rng_state is not None
-            rng.bit_generator.state = state.rng_state
-            logger.info("resuming from checkpoint %s after epoch %d", checkpoint_path, state.epoch)
-            context.emit(f"resuming from checkpoint after epoch {state.epoch}")
-        else:
-            state = TrainingState()
-            if config.pretrain:
-                started = time.perf_counter()
-                towers = _pretrain(config, objective, rng, context.stop_flag)
-                timings["pretraining"] = time.perf_counter() - started
-                if towers is None:
-                    return FitResult(model=None, timings=timings, stopped=True)
-                model.load_pretrained(*towers)
+        state = _starting_state(config, objective, model, epochs, context, timings)
+        if state is None:
+            return FitResult(model=None, timings=timings, stopped=True)
         resumed_from = state.epoch
         scorer = self.scorer(model)
 
@@ -298,13 +396,13 @@ class NcfFamily:
             model.optimizer.learning_rate.assign(
                 config.learning_rate * config.learning_rate_decay ** (epoch - 1)
             )
-            loss = fit_one_epoch(
-                model, objective.epoch_examples(rng), config.batch_size, context.stop_flag
+            loss, stopped = epochs.fit(
+                model, epochs.rng(0, epoch), context.stop_flag, f"epoch {epoch}"
             )
             fitted = time.perf_counter()
             timings["training"] += fitted - started
-            if context.stop_flag:
-                context.emit(
+            if stopped:
+                emit(
                     f"stopped by SIGTERM during epoch {epoch}; the checkpoint after epoch "
                     f"{state.epoch} is where the next job resumes"
                 )
@@ -319,7 +417,6 @@ class NcfFamily:
                 **validation,
                 "epoch_seconds": time.perf_counter() - started,
             }
-            state.rng_state = dict(rng.bit_generator.state)
             state.record(
                 record,
                 validation[objective.selection_metric],
@@ -328,7 +425,7 @@ class NcfFamily:
                 config.early_stopping_patience,
                 eligible=objective.meets_constraints(validation),
             )
-            context.emit(
+            emit(
                 format_metric_line(
                     f"epoch={epoch}",
                     {
@@ -350,10 +447,17 @@ class NcfFamily:
                     state.best_value,
                     state.best_epoch,
                 )
-            state.save(checkpoint_path, model, expected)
+            if context.is_chief:
+                state.save(checkpoint_path, model, expected)
 
         if state.best_weights:
             model.set_weights(state.best_weights)
+        if context.distribution is not None:
+            # A plain copy for testing and export: reading or saving it runs no collective,
+            # so the chief can finish alone while the other workers wait.
+            plain = self.build(config, objective)
+            plain.set_weights(model.get_weights())
+            model = plain
         best = state.best_record
         return FitResult(
             model=self.fitted(model),
@@ -371,18 +475,74 @@ def _always(value: float, best: float | None) -> bool:
     return True
 
 
+def _scope(context: FitContext) -> contextlib.AbstractContextManager[Any]:
+    """The strategy's scope (variables mirrored on every replica), or no scope."""
+    return context.distribution.scope() if context.distribution else contextlib.nullcontext()
+
+
+def _starting_state(
+    config: TrainingConfig,
+    objective: Objective,
+    model: NCF,
+    epochs: _Epochs,
+    context: FitContext,
+    timings: dict[str, float],
+) -> TrainingState | None:
+    """The checkpoint's state (model restored), else a fresh one after any pre-training.
+
+    Returns ``None`` when SIGTERM stopped the pre-training.
+
+    Raises:
+        ConfigError: The workers of a multi-worker job start from different checkpoints.
+    """
+    expected = compatibility(config, objective)
+    checkpoint_path = context.checkpoint_dir / checkpoint_file(expected)
+    state = TrainingState.load(checkpoint_path, model, expected)
+    if state is not None:
+        logger.info("resuming from checkpoint %s after epoch %d", checkpoint_path, state.epoch)
+        (context.emit if context.is_chief else _log_line)(
+            f"resuming from checkpoint after epoch {state.epoch}"
+        )
+    if context.distribution is not None:
+        context.distribution.check_same_start(0 if state is None else state.epoch)
+    if state is not None:
+        return state
+    if config.pretrain:
+        started = time.perf_counter()
+        towers = _pretrain(config, objective, epochs, context)
+        timings["pretraining"] = time.perf_counter() - started
+        if towers is None:
+            return None
+        model.load_pretrained(*towers)
+    return TrainingState()
+
+
+def _log_line(line: str) -> None:
+    """A worker's progress line, logged as ``key: value``.
+
+    Not ``key=value``: no MetricDefinitions regex may record a second copy of the chief's figures.
+    """
+    logger.info("%s", line.replace("=", ": "))
+
+
 def _pretrain(
-    config: TrainingConfig, objective: Objective, rng: np.random.Generator, stop_flag: StopFlag
+    config: TrainingConfig, objective: Objective, epochs: _Epochs, context: FitContext
 ) -> tuple[NCF, NCF] | None:
     """Train GMF and MLP separately (Adam), as the paper does before NeuMF."""
     towers = []
-    for tower_type in ("gmf", "mlp"):
-        tower = build_model(config, objective, tower_type)
-        compile_model(tower, config, objective, optimizer="adam")
+    for phase, tower_type in enumerate(("gmf", "mlp"), start=1):
+        with _scope(context):
+            tower = build_model(config, objective, tower_type)
+            compile_model(tower, config, objective, optimizer="adam")
         for epoch in range(1, config.pretrain_epochs + 1):
             started = time.perf_counter()
-            loss = fit_one_epoch(tower, objective.epoch_examples(rng), config.batch_size, stop_flag)
-            if stop_flag:
+            loss, stopped = epochs.fit(
+                tower,
+                epochs.rng(phase, epoch),
+                context.stop_flag,
+                f"pre-training {tower_type} epoch {epoch}",
+            )
+            if stopped:
                 return None
             logger.info(
                 "pretraining %s: epoch %d/%d loss %.4f (%.1f s)",

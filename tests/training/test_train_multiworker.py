@@ -1,0 +1,186 @@
+"""Two `train` processes as two hosts of one job, on MultiWorkerMirroredStrategy over gRPC.
+
+Each process gets its own ``/opt/ml`` (``SAGEMAKER_BASE_DIR``) with
+``resourceconfig.json`` naming hosts ``algo-1`` and ``algo-2``, and a real
+``TF_CONFIG`` with two free localhost ports (on SageMaker the hosts resolve and
+``TF_CONFIG`` is built on port 8890; here both share one machine, so each needs
+its own port).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from ncf_test_support import PROGRAMS, REPO_ROOT, SageMakerLayout, free_port
+from train_support import parse_metric_lines
+
+from ncf_contract.model_dir import load_model_dir
+from training.synthetic import make_interactions
+
+pytestmark = pytest.mark.slow
+
+HOSTS = ("algo-1", "algo-2")
+HYPERPARAMETERS: dict[str, object] = {
+    "model_type": "gmf",
+    "gmf_dim": 16,
+    "epochs": 4,
+    "batch_size": 128,
+    "learning_rate": 0.01,
+    "early_stopping_patience": 0,
+    "full_ranking": False,
+}
+
+
+@dataclass
+class Host:
+    """One host of the job: its ``/opt/ml`` and its ``train`` process."""
+
+    name: str
+    layout: SageMakerLayout
+    process: subprocess.Popen[str] | None = None
+    stdout: str = ""
+
+    def wait(self, timeout: float = 600) -> int:
+        assert self.process is not None
+        self.stdout, _ = self.process.communicate(timeout=timeout)
+        return self.process.returncode
+
+
+def make_hosts(tmp_path: Path, frames: dict[str, pd.DataFrame], hosts=HOSTS, **hps) -> list[Host]:
+    """Every host's ``/opt/ml`` with the same (replicated) channels and hyperparameters."""
+    made = []
+    for host in hosts:
+        layout = SageMakerLayout(tmp_path / host / "opt_ml")
+        layout.base_dir.mkdir(parents=True)
+        for channel, frame in frames.items():
+            layout.write_channel(channel, frame)
+        layout.write_config(
+            {**HYPERPARAMETERS, "distribution": "multi_worker_mirrored", **hps},
+            channels=tuple(frames),
+        )
+        (layout.base_dir / "input" / "config" / "resourceconfig.json").write_text(
+            json.dumps({"current_host": host, "hosts": list(hosts)})
+        )
+        made.append(Host(host, layout))
+    return made
+
+
+def start(hosts: list[Host]) -> None:
+    """Start every host's ``train`` with a TF_CONFIG on free localhost ports."""
+    workers = [f"localhost:{free_port()}" for _ in hosts]
+    for index, host in enumerate(hosts):
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        host.process = subprocess.Popen(
+            PROGRAMS["train"],
+            cwd=REPO_ROOT,
+            env={
+                **os.environ,
+                "SAGEMAKER_BASE_DIR": str(host.layout.base_dir),
+                "TF_CONFIG": json.dumps(tf_config),
+                "TF_CPP_MIN_LOG_LEVEL": "2",
+            },
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+
+def wait_for_line(host: Host, prefix: str, timeout: float = 600) -> None:
+    """Read ``host``'s output until a line starts with ``prefix`` (kept in ``host.stdout``)."""
+    assert host.process is not None and host.process.stdout is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = host.process.stdout.readline()
+        if not line:
+            break
+        host.stdout += line
+        if line.startswith(prefix):
+            return
+    raise AssertionError(f"{host.name} never printed {prefix!r}:\n{host.stdout[-4000:]}")
+
+
+def split_frames() -> dict[str, pd.DataFrame]:
+    frame = make_interactions(num_users=300, num_items=120, interactions_per_user=20)
+    latest = frame.groupby("user_id").tail(1)
+    return {"train": frame.drop(latest.index), "test": latest}
+
+
+def test_two_workers_train_one_model_as_good_as_one_worker(tmp_path: Path) -> None:
+    frames = split_frames()
+    single = make_hosts(tmp_path / "single", frames, hosts=("algo-1",))
+    pair = make_hosts(tmp_path / "pair", frames)
+    start(pair)
+    start(single)
+    codes = [host.wait() for host in (*pair, *single)]
+    assert codes == [0, 0, 0], "\n\n".join(host.stdout[-3000:] for host in (*pair, *single))
+
+    chief, worker = pair
+    assert "MultiWorkerMirroredStrategy" in chief.stdout
+    assert "2 replicas: global batch 256" in chief.stdout
+    # One model, one report, one checkpoint: the chief's. The worker writes none of them.
+    assert load_model_dir(chief.layout.model_dir).num_users == 300
+    assert not worker.layout.model_dir.exists() or not any(worker.layout.model_dir.iterdir())
+    assert (chief.layout.output_data_dir / "metrics.json").is_file()
+    assert not worker.layout.output_data_dir.exists() or not any(
+        worker.layout.output_data_dir.iterdir()
+    )
+    assert any(chief.layout.checkpoint_dir.iterdir())
+    assert not worker.layout.checkpoint_dir.exists()
+    # Metric lines (what SageMaker records) come from the chief only.
+    assert not parse_metric_lines(worker.stdout)
+    distributed = parse_metric_lines(chief.stdout)[-1]
+    alone = parse_metric_lines(single[0].stdout)[-1]
+    assert distributed["test:hr"] == pytest.approx(alone["test:hr"], abs=0.05)
+    assert distributed["test:hr"] > 0.5  # far above chance (0.1)
+
+
+def test_a_worker_killed_mid_epoch_fails_the_job_naming_it(tmp_path: Path) -> None:
+    hosts = make_hosts(tmp_path, split_frames(), epochs=50)
+    start(hosts)
+    chief, worker = hosts
+    wait_for_line(chief, "epoch=1 ")
+    assert worker.process is not None
+    worker.process.kill()
+    assert chief.wait(timeout=300) != 0
+    failure = chief.layout.failure_file.read_text()
+    assert failure.startswith("host algo-1: host algo-2 stopped answering during epoch"), failure
+    assert not chief.layout.model_dir.exists() or not any(chief.layout.model_dir.iterdir())
+
+
+def test_sigterm_on_one_worker_stops_both_and_the_next_job_resumes(tmp_path: Path) -> None:
+    frames = split_frames()
+    hosts = make_hosts(tmp_path, frames, epochs=200)
+    start(hosts)
+    chief, worker = hosts
+    wait_for_line(chief, "epoch=1 ")
+    assert worker.process is not None
+    worker.process.send_signal(signal.SIGTERM)  # the worker only: the chief must stop too
+    assert [host.wait() for host in hosts] == [0, 0], chief.stdout[-3000:] + worker.stdout[-3000:]
+    stopped = re.search(r"the checkpoint after epoch (\d+) is where", chief.stdout)
+    assert stopped, chief.stdout[-3000:]
+    assert "stopped by SIGTERM during epoch" in worker.stdout.replace(": ", "=")
+    assert not chief.layout.model_dir.exists() or not any(chief.layout.model_dir.iterdir())
+    # SageMaker downloads the job's checkpoint S3 prefix onto every host of the next job.
+    shutil.copytree(chief.layout.checkpoint_dir, worker.layout.checkpoint_dir)
+
+    last = int(stopped.group(1))
+    resumed = make_hosts(tmp_path / "next", frames, epochs=last + 2)
+    for old_host, new_host in zip(hosts, resumed, strict=True):
+        shutil.copytree(old_host.layout.checkpoint_dir, new_host.layout.checkpoint_dir)
+    start(resumed)
+    assert [host.wait() for host in resumed] == [0, 0], "\n".join(h.stdout for h in resumed)
+    chief = resumed[0]
+    assert f"resuming from checkpoint after epoch {last}" in chief.stdout
+    epochs = [line.split()[0] for line in chief.stdout.splitlines() if line.startswith("epoch=")]
+    assert epochs == [f"epoch={last + 1}", f"epoch={last + 2}"]
+    assert load_model_dir(chief.layout.model_dir).num_users == 300
