@@ -12,15 +12,22 @@ code does (Python loop drawing negatives per positive, batch 256; the same
 model type and sizes as the run) on the same data for ``--baseline-samples``
 training samples and reports the speed ratio.
 
-Usage: .venv/bin/python benchmarks/train_ml1m.py [--baseline] [--hp epochs=10 ...]
+With ``--workers N`` it runs ``N`` ``train`` processes on this machine as the
+``N`` hosts of one multi-worker job (MultiWorkerMirroredStrategy over gRPC on
+localhost ports, ``TF_CONFIG`` set per process) and reports the chief's figures,
+samples/s per worker and the seconds per training step.
+
+Usage: .venv/bin/python benchmarks/train_ml1m.py [--baseline] [--workers N] [--hp epochs=10 ...]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -59,38 +66,68 @@ def write_channels(base: Path) -> None:
     shutil.copy(DATA / "ml-1m.test.negative", negatives / "ml-1m.test.negative")
 
 
-def write_config(base: Path, hyperparameters: dict[str, str]) -> None:
+def write_config(
+    base: Path, hyperparameters: dict[str, str], host: str = "algo-1", hosts: int = 1
+) -> None:
     config = base / "input" / "config"
     config.mkdir(parents=True)
     (config / "hyperparameters.json").write_text(json.dumps(hyperparameters))
     channels = {c: {"TrainingInputMode": "File"} for c in ("train", "test", "test_negatives")}
     (config / "inputdataconfig.json").write_text(json.dumps(channels))
     (config / "resourceconfig.json").write_text(
-        json.dumps({"current_host": "algo-1", "hosts": ["algo-1"]})
+        json.dumps({"current_host": host, "hosts": [f"algo-{n + 1}" for n in range(hosts)]})
     )
 
 
-def run_ours(hyperparameters: dict[str, str]) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="ncf-ml1m-") as scratch:
-        base = Path(scratch)
-        write_channels(base)
-        write_config(base, hyperparameters)
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def run_train(bases: list[Path]) -> list[subprocess.CompletedProcess[str]]:
+    """``train`` on every base directory at once (one host each); the first is the chief."""
+    workers = [f"localhost:{free_port()}" for _ in bases]
+    processes = []
+    for index, base in enumerate(bases):
         env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base)}
-        train_started = time.perf_counter()
-        process = subprocess.run(
-            [sys.executable, "-m", "training"],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
+        if len(bases) > 1:
+            tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+            env["TF_CONFIG"] = json.dumps(tf_config)
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "training"],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
         )
+    outputs = [process.communicate() for process in processes]
+    return [
+        subprocess.CompletedProcess(process.args, process.returncode, out, err)
+        for process, (out, err) in zip(processes, outputs, strict=True)
+    ]
+
+
+def run_ours(hyperparameters: dict[str, str], workers: int = 1) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="ncf-ml1m-") as scratch:
+        bases = [Path(scratch) / f"algo-{n + 1}" for n in range(workers)]
+        for index, base in enumerate(bases):
+            write_channels(base)
+            write_config(base, hyperparameters, f"algo-{index + 1}", workers)
+        base = bases[0]
+        train_started = time.perf_counter()
+        processes = run_train(bases)
         train_seconds = time.perf_counter() - train_started
+        process = processes[0]
         for line in process.stdout.splitlines():
             if line.startswith(("epoch=", "final", "resuming")) or "early stopping" in line:
                 print(line, flush=True)
-        if process.returncode != 0:
-            print(process.stdout[-4000:], process.stderr[-4000:], sep="\n")
-            raise SystemExit(f"train failed with exit status {process.returncode}")
+        for host in processes:
+            if host.returncode != 0:
+                print(host.stdout[-4000:], host.stderr[-4000:], sep="\n")
+                raise SystemExit(f"train failed with exit status {host.returncode}")
         report = json.loads((base / "output" / "data" / "metrics.json").read_text())
         RESULTS.mkdir(parents=True, exist_ok=True)
         target = RESULTS / "ml1m-model"
@@ -103,7 +140,15 @@ def run_ours(hyperparameters: dict[str, str]) -> dict[str, Any]:
     config, data, timings = report["config"], report["data"], report["timings"]
     epochs_run = len(report["history"])
     samples = data["train_interactions"] * (1 + config["num_negatives"]) * epochs_run
+    steps = epochs_run * math.ceil(
+        data["train_interactions"]
+        * (1 + config["num_negatives"])
+        / (config["batch_size"] * workers)
+    )
     return {
+        "workers": workers,
+        "samples_per_second_per_worker": samples / timings["training_seconds"] / workers,
+        "seconds_per_step": timings["training_seconds"] / steps,
         "hr@10": report["test"]["hr"],
         "ndcg@10": report["test"]["ndcg"],
         "full_hr@10": report["test"].get("full_hr", float("nan")),
@@ -192,9 +237,10 @@ def main() -> None:
     parser.add_argument("--hp", action="append", default=[], help="hyperparameter name=value")
     parser.add_argument("--baseline", action="store_true", help="also run the paper-style baseline")
     parser.add_argument("--baseline-samples", type=int, default=500_000)
+    parser.add_argument("--workers", type=int, default=1, help="train processes (hosts)")
     args = parser.parse_args()
     hyperparameters = dict(item.split("=", 1) for item in args.hp)
-    ours = run_ours(hyperparameters)
+    ours = run_ours(hyperparameters, args.workers)
     wall = time.perf_counter() - STARTED
     print(
         f"ours: HR@10={ours['hr@10']:.4f} NDCG@10={ours['ndcg@10']:.4f} "
@@ -202,6 +248,12 @@ def main() -> None:
         f"best epoch {ours['best_epoch']} of {ours['epochs_run']}; "
         f"wall time from process start {wall:.1f} s; "
         f"training {ours['samples_per_second']:,.0f} samples/s",
+        flush=True,
+    )
+    print(
+        f"workers {ours['workers']}: {ours['samples_per_second_per_worker']:,.0f} samples/s "
+        f"per worker, {ours['seconds_per_step'] * 1000:.1f} ms per step "
+        f"(training {ours['training_seconds']:.1f} s)",
         flush=True,
     )
     if args.baseline:

@@ -212,6 +212,7 @@ def run(env: Environment, started: float) -> int:
 
         local = cluster if distributed else Cluster.of([env.current_host], env.current_host)
         distribution = make_distribution(local, env.tf_config)
+        stop_on_sigterm(stop_flag)  # the strategy's coordination service took SIGTERM over
     result = trainer.train(
         config,
         built,

@@ -24,9 +24,14 @@ class StopFlag:
         return self._event.is_set()
 
 
-def stop_on_sigterm() -> StopFlag:
-    """A ``StopFlag`` that SIGTERM sets (call from the main thread)."""
-    flag = StopFlag()
+def stop_on_sigterm(flag: StopFlag | None = None) -> StopFlag:
+    """A ``StopFlag`` (``flag``, or a new one) that SIGTERM sets (call from the main thread).
+
+    Call again with the same flag after anything that installs its own SIGTERM handler
+    in C: ``MultiWorkerMirroredStrategy``'s coordination service does, and would
+    otherwise swallow the signal (``training.distributed.make_distribution``).
+    """
+    flag = StopFlag() if flag is None else flag
 
     def on_sigterm(signum: int, frame: Any) -> None:
         logger.warning("SIGTERM received: stopping after the current batch")

@@ -47,13 +47,20 @@ class Host:
 
     name: str
     layout: SageMakerLayout
-    process: subprocess.Popen[str] | None = None
-    stdout: str = ""
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log(self) -> Path:
+        """Its stdout and stderr (a file: nothing blocks on a full pipe)."""
+        return self.layout.base_dir.parent / "train.log"
+
+    @property
+    def stdout(self) -> str:
+        return self.log.read_text() if self.log.exists() else ""
 
     def wait(self, timeout: float = 600) -> int:
         assert self.process is not None
-        self.stdout, _ = self.process.communicate(timeout=timeout)
-        return self.process.returncode
+        return self.process.wait(timeout=timeout)
 
 
 def make_hosts(tmp_path: Path, frames: dict[str, pd.DataFrame], hosts=HOSTS, **hps) -> list[Host]:
@@ -80,32 +87,29 @@ def start(hosts: list[Host]) -> None:
     workers = [f"localhost:{free_port()}" for _ in hosts]
     for index, host in enumerate(hosts):
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
-        host.process = subprocess.Popen(
-            PROGRAMS["train"],
-            cwd=REPO_ROOT,
-            env={
-                **os.environ,
-                "SAGEMAKER_BASE_DIR": str(host.layout.base_dir),
-                "TF_CONFIG": json.dumps(tf_config),
-                "TF_CPP_MIN_LOG_LEVEL": "2",
-            },
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        with host.log.open("wb") as log:
+            host.process = subprocess.Popen(
+                PROGRAMS["train"],
+                cwd=REPO_ROOT,
+                env={
+                    **os.environ,
+                    "SAGEMAKER_BASE_DIR": str(host.layout.base_dir),
+                    "TF_CONFIG": json.dumps(tf_config),
+                    "TF_CPP_MIN_LOG_LEVEL": "2",
+                },
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
 
 
 def wait_for_line(host: Host, prefix: str, timeout: float = 600) -> None:
-    """Read ``host``'s output until a line starts with ``prefix`` (kept in ``host.stdout``)."""
-    assert host.process is not None and host.process.stdout is not None
+    """Wait until ``host`` has printed a line that starts with ``prefix``."""
+    assert host.process is not None
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = host.process.stdout.readline()
-        if not line:
-            break
-        host.stdout += line
-        if line.startswith(prefix):
+    while time.monotonic() < deadline and host.process.poll() is None:
+        if any(line.startswith(prefix) for line in host.stdout.splitlines()):
             return
+        time.sleep(0.5)
     raise AssertionError(f"{host.name} never printed {prefix!r}:\n{host.stdout[-4000:]}")
 
 
