@@ -44,7 +44,7 @@ def test_two_local_instances_train_together_and_write_one_model(
             "--instance-count",
             "2",
             *("--hp", "epochs=2", "--hp", "batch_size=64", "--hp", "gmf_dim=8"),
-            *("--hp", "full_ranking=false"),
+            *("--hp", "full_ranking=false", "--hp", "tuning=off", "--hp", "refit=false"),
         ],
         capture_output=True,
         text=True,

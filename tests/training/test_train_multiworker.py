@@ -38,6 +38,9 @@ HYPERPARAMETERS: dict[str, object] = {
     "learning_rate": 0.01,
     "early_stopping_patience": 0,
     "full_ranking": False,
+    # A search runs on one host (README); the settings to train are given.
+    "tuning": "off",
+    "refit": False,
 }
 
 
@@ -188,3 +191,24 @@ def test_sigterm_on_one_worker_stops_both_and_the_next_job_resumes(tmp_path: Pat
     epochs = [line.split()[0] for line in chief.stdout.splitlines() if line.startswith("epoch=")]
     assert epochs == [f"epoch={last + 1}", f"epoch={last + 2}"]
     assert load_model_dir(chief.layout.model_dir).num_users == 300
+
+
+@pytest.mark.parametrize(
+    ("settings", "reason"),
+    [
+        ({"model_type": "ease"}, "model_type ease does not train across instances"),
+        ({"tuning": "auto", "tuning_trials": 1}, "the hyperparameter search (tuning=auto) runs"),
+    ],
+)
+def test_what_does_not_distribute_trains_on_the_chief_alone(
+    tmp_path: Path, settings: dict[str, object], reason: str
+) -> None:
+    hosts = make_hosts(tmp_path, split_frames(), epochs=1, **settings)
+    start(hosts)  # neither waits for the other: no strategy, no peer
+    chief, worker = hosts
+    assert [host.wait() for host in hosts] == [0, 0], chief.stdout[-3000:] + worker.stdout[-3000:]
+    assert reason in worker.stdout and "the chief algo-1 trains alone" in worker.stdout
+    assert reason in chief.stdout and "this host (the chief) trains alone" in chief.stdout
+    assert load_model_dir(chief.layout.model_dir).num_users == 300
+    assert not worker.layout.model_dir.exists() or not any(worker.layout.model_dir.iterdir())
+    assert "MultiWorkerMirroredStrategy" not in chief.stdout
