@@ -251,7 +251,11 @@ def run(env: Environment, started: float) -> int:
         scratch = Path(tempfile.mkdtemp(prefix="model-staging-"))
     try:
         export_started = time.perf_counter()
-        artifacts = export.build_artifacts(result.model, result.config, built, metrics)
+        # The shipped model's own training data: with the refit, train + validation (so the
+        # popularity fallback counts the validation interactions too).
+        artifacts = export.build_artifacts(
+            result.model, result.config, result.objective.dataset, metrics
+        )
         export.write_model(scratch, artifacts, result.model)
         export_seconds = time.perf_counter() - export_started
         timings = {
