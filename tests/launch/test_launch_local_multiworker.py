@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import tarfile
 from pathlib import Path
@@ -59,11 +60,12 @@ def test_two_local_instances_train_together_and_write_one_model(
     # Both containers joined one MultiWorkerMirroredStrategy and trained their own users.
     assert "worker 0 of 2 trains on" in logs and "worker 1 of 2 trains on" in logs
     assert "2 replicas: global batch 128" in logs
-    assert "host algo-2 is done; the chief algo-1 writes the model" in logs
+    # Local mode names the hosts algo-1-<suffix>, algo-2-<suffix>.
+    assert re.search(r"host algo-2\S* is done; the chief algo-1\S* writes the model", logs)
     with tarfile.open(output_dir / "model.tar.gz") as archive:
         names = archive.getnames()
         assert "metadata.json" in names
         metadata = json.load(archive.extractfile("metadata.json"))  # type: ignore[arg-type]
     assert metadata["data"]["num_users"] == 120
     # One chief's metric lines per epoch, not two copies.
-    assert sum(line.count("epoch=1 ") for line in logs.splitlines()) == 1
+    assert sum("epoch=1 train_loss=" in line for line in logs.splitlines()) == 1
