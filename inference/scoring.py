@@ -27,8 +27,10 @@ that involves its own users:
 
 ``ials`` models are GMF models with an identity output layer and go through
 ``NcfScorer`` unchanged. ``EaseScorer`` serves ``ease``: a user's logits are their
-``seen.npz`` row's indicator times the item-item matrix (``ncf_contract.model_dir``);
-``scorer_for`` picks the scorer by ``model_type``.
+``seen.npz`` row's indicator times the item-item matrix (``ncf_contract.model_dir``).
+``BlendScorer`` serves ``blend``: an ``EaseScorer`` and an iALS ``NcfScorer`` on the
+same model directory, each user's two logit rows standardised and mixed by
+``blend_weights``. ``scorer_for`` picks the scorer by ``model_type``.
 
 A history given in a request (``logits_from_history``) is scored exactly for EASE
 (its indicator row times the item-item matrix). The dot-product families (gmf,
@@ -47,7 +49,8 @@ so the score formula is unchanged; α is ``FOLD_IN_ALPHA`` and λ is
 scale of the item vectors). Such scores rank the catalog for the history; for
 gmf they are not calibrated probabilities the way a trained user's are, and they
 rank below a trained user's (ML-1M: HR@10 0.632 from the history against 0.703
-by user id; ials 0.716 against 0.712, BENCHMARKS.md).
+by user id; ials 0.716 against 0.712, BENCHMARKS.md). A blend mixes the exact
+EASE row of the history with the iALS fold-in.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ncf_contract.families import (
+    BLEND,
     DOT_PRODUCT_FAMILIES,
     EASE,
     GMF_TOWER_FAMILIES,
@@ -67,7 +71,7 @@ from ncf_contract.families import (
     MLP_TOWER_FAMILIES,
 )
 from ncf_contract.model_dir import ModelArtifacts
-from ncf_contract.ranking import unit_item_vectors
+from ncf_contract.ranking import pairs_from_rows, standardise_rows, unit_item_vectors
 from ncf_contract.seen import SeenItems
 
 #: The fold-in of a gmf model (ials uses its own training values): the confidence of a
@@ -225,14 +229,21 @@ class NcfScorer:
         self._item_bias = item_bias
 
     @classmethod
-    def from_artifacts(cls, artifacts: ModelArtifacts) -> NcfScorer:
-        """Precompute the request-independent arrays (see the module docstring)."""
+    def from_artifacts(cls, artifacts: ModelArtifacts, family: str | None = None) -> NcfScorer:
+        """Precompute the request-independent arrays (see the module docstring).
+
+        Args:
+            artifacts: The loaded model directory.
+            family: Score its weights as this family (default: its ``model_type``); a
+                blend's iALS part is scored as ``ials``.
+        """
         meta = artifacts.metadata
+        family = family or meta.model_type
         weights = artifacts.weights
         output_kernel = _f32(np.asarray(weights["output_kernel"]).reshape(-1))
         output_bias = float(np.asarray(weights["output_bias"]).reshape(-1)[0])
-        use_gmf = meta.model_type in GMF_TOWER_FAMILIES
-        use_mlp = meta.model_type in MLP_TOWER_FAMILIES
+        use_gmf = family in GMF_TOWER_FAMILIES
+        use_mlp = family in MLP_TOWER_FAMILIES
 
         gmf_user_scaled = gmf_item = None
         gmf_dim = 0
@@ -287,8 +298,8 @@ class NcfScorer:
         # normalised once here so a query is one matrix-vector product.
         item_vectors = unit_item_vectors(item_embeddings)
         fold_in = None
-        if meta.model_type in DOT_PRODUCT_FAMILIES and gmf_item is not None:
-            if meta.model_type == IALS:
+        if family in DOT_PRODUCT_FAMILIES and gmf_item is not None:
+            if family == IALS:
                 alpha, l2 = meta.config.get("ials_alpha"), meta.config.get("ials_regularization")
             else:
                 alpha, l2 = FOLD_IN_ALPHA, None
@@ -469,8 +480,65 @@ class EaseScorer:
         return np.bincount(pairs, weights=values, minlength=len(users)).astype(np.float32)
 
 
-def scorer_for(artifacts: ModelArtifacts) -> NcfScorer | EaseScorer:
+class BlendScorer:
+    """Scores of a blend: ``w_ease * z(EASE row) + w_ials * z(iALS row)`` for each user.
+
+    ``z`` standardises a row over the whole catalog (``ncf_contract.ranking``), so a
+    pair's score needs its user's whole rows. Scores are linear (logits = scores).
+    Item vectors are the iALS part's.
+    """
+
+    def __init__(self, ease: EaseScorer, ials: NcfScorer, shares: np.ndarray) -> None:
+        self.ease = ease
+        self.ials = ials
+        self.ease_share, self.ials_share = (float(share) for share in shares)
+        self.num_users = ials.num_users
+        self.num_items = ials.num_items
+        self.item_vectors = ials.item_vectors
+
+    @classmethod
+    def from_artifacts(cls, artifacts: ModelArtifacts) -> BlendScorer:
+        """Both parts of one model directory and their shares (``blend_weights``)."""
+        ials = NcfScorer.from_artifacts(artifacts, family=IALS)
+        ease = EaseScorer(artifacts.weights["ease_item_item"], artifacts.seen, ials.item_vectors)
+        return cls(ease, ials, np.asarray(artifacts.weights["blend_weights"]).reshape(-1))
+
+    def _mix(self, ease_logits: np.ndarray, ials_logits: np.ndarray) -> np.ndarray:
+        mixed = self.ease_share * standardise_rows(ease_logits)
+        mixed += self.ials_share * standardise_rows(ials_logits)
+        return mixed
+
+    def activate(self, logits: np.ndarray) -> np.ndarray:
+        """Identity: blended scores are linear."""
+        return logits
+
+    def logits_all_items(self, user_index: np.ndarray) -> np.ndarray:
+        """``[b, num_items]``: the mix of both parts' rows for known users."""
+        return self._mix(
+            self.ease.logits_all_items(user_index), self.ials.logits_all_items(user_index)
+        )
+
+    def logits_from_history(self, histories: Sequence[np.ndarray]) -> np.ndarray:
+        """``[len(histories), num_items]``: EASE's exact rows mixed with the iALS fold-in."""
+        return self._mix(
+            self.ease.logits_from_history(histories), self.ials.logits_from_history(histories)
+        )
+
+    def score_all_items(self, user_index: np.ndarray) -> np.ndarray:
+        """Same as ``logits_all_items``."""
+        return self.logits_all_items(user_index)
+
+    def score_pairs(self, user_index: np.ndarray, item_index: np.ndarray) -> np.ndarray:
+        """``[n]`` scores of aligned pairs, read off each distinct user's whole row."""
+        users = np.asarray(user_index, dtype=np.intp).reshape(-1)
+        items = np.asarray(item_index, dtype=np.intp).reshape(-1)
+        return pairs_from_rows(self.logits_all_items, users, items)
+
+
+def scorer_for(artifacts: ModelArtifacts) -> NcfScorer | EaseScorer | BlendScorer:
     """The scorer of ``artifacts.metadata.model_type``."""
     if artifacts.metadata.model_type == EASE:
         return EaseScorer.from_artifacts(artifacts)
+    if artifacts.metadata.model_type == BLEND:
+        return BlendScorer.from_artifacts(artifacts)
     return NcfScorer.from_artifacts(artifacts)

@@ -27,8 +27,11 @@ HYBRID = "hybrid"
 IALS = "ials"
 #: EASE, the closed-form linear item-item auto-encoder (Steck 2019).
 EASE = "ease"
+#: EASE and iALS together: each user's two score rows standardised and mixed
+#: (``training.families.blend``); the model directory holds both parts.
+BLEND = "blend"
 #: Every family a model directory can hold.
-MODEL_FAMILIES: tuple[str, ...] = (*NCF_FAMILIES, HYBRID, IALS, EASE)
+MODEL_FAMILIES: tuple[str, ...] = (*NCF_FAMILIES, HYBRID, IALS, EASE, BLEND)
 #: The default ``model_type``.
 DEFAULT_FAMILY = "gmf"
 
@@ -39,9 +42,13 @@ MLP_TOWER_FAMILIES: tuple[str, ...] = ("mlp", "neumf")
 #: request is folded into a user vector (see ``inference.scoring``).
 DOT_PRODUCT_FAMILIES: tuple[str, ...] = ("gmf", IALS)
 #: Families that recommend from a history given in a request (``"history": [...]``).
-HISTORY_FAMILIES: tuple[str, ...] = (*DOT_PRODUCT_FAMILIES, EASE)
+HISTORY_FAMILIES: tuple[str, ...] = (*DOT_PRODUCT_FAMILIES, EASE, BLEND)
 #: Families that learn from implicit feedback only (every interaction a positive).
-IMPLICIT_ONLY_FAMILIES: tuple[str, ...] = (IALS, EASE)
+IMPLICIT_ONLY_FAMILIES: tuple[str, ...] = (IALS, EASE, BLEND)
+#: Families fitted by ALS iterations (the refit runs the selected number).
+ALS_FAMILIES: tuple[str, ...] = (IALS, BLEND)
+#: Families with an items x items matrix (refused above ``ease_max_items``).
+ITEM_ITEM_FAMILIES: tuple[str, ...] = (EASE, BLEND)
 
 #: Output activations a model directory may declare.
 OUTPUT_ACTIVATIONS: tuple[str, ...] = ("sigmoid", "linear")

@@ -69,6 +69,15 @@ times it (``output_activation`` linear)::
     x      = indicator row of the user's history                           [num_items]
     score  = x @ ease_item_item                                            [num_items]
 
+``blend`` holds an EASE model and an iALS model side by side: ``ease_item_item``, the
+iALS factors as ``gmf_user_embedding`` / ``gmf_item_embedding`` with the identity output
+layer, and ``blend_weights`` (float32 ``[2]``, the EASE and iALS shares, summing to 1).
+Each part's score row over the whole catalog is standardised (``z(r) = (r - mean(r)) /
+std(r)``, ``ncf_contract.ranking.standardise_rows``) before they are mixed::
+
+    score  = blend_weights[0] * z(x @ ease_item_item)
+           + blend_weights[1] * z(gmf_item_embedding @ gmf_user_embedding[u])
+
 During training (validation and test metrics) the history is the train split's
 interactions; a served model takes it from ``seen.npz``, that is every interaction the
 model directory holds (train, validation and test), or from a request's ``history``.
@@ -94,6 +103,7 @@ import scipy.sparse as sp
 
 from ncf_contract.attributes import AttributeSchema
 from ncf_contract.families import (
+    BLEND,
     EASE,
     GMF_TOWER_FAMILIES,
     HYBRID,
@@ -121,6 +131,7 @@ MLP_WEIGHTS = ("mlp_user_embedding", "mlp_item_embedding")
 OUTPUT_WEIGHTS = ("output_kernel", "output_bias")
 HYBRID_WEIGHTS = ("item_bias",)
 EASE_WEIGHTS = ("ease_item_item",)
+BLEND_WEIGHTS = ("blend_weights",)
 
 
 class ArtifactError(Exception):
@@ -237,6 +248,7 @@ class ModelArtifacts:
                 f"{EASE_WEIGHTS[0]} has shape {item_item.shape} "
                 f"but {ITEMS_FILE} has {self.num_items} items (expected items x items)"
             )
+        _check_blend_shares(self.weights.get(BLEND_WEIGHTS[0]))
         not_finite = [name for name, array in self.weights.items() if not np.isfinite(array).all()]
         if not_finite:
             raise ArtifactError(
@@ -291,10 +303,20 @@ class ModelArtifacts:
             )
 
 
+def _check_blend_shares(shares: np.ndarray | None) -> None:
+    """A blend's ``blend_weights``: two shares in [0, 1] (``None``: not a blend)."""
+    if shares is not None and (shares.shape != (2,) or not np.all((shares >= 0) & (shares <= 1))):
+        raise ArtifactError(
+            f"{BLEND_WEIGHTS[0]} must hold two shares in [0, 1], got {shares.tolist()}"
+        )
+
+
 def required_weight_names(metadata: ModelMetadata) -> list[str]:
     """The weight names a model of ``metadata.model_type`` must carry."""
     if metadata.model_type == EASE:
         return list(EASE_WEIGHTS)
+    if metadata.model_type == BLEND:
+        return [*EASE_WEIGHTS, *GMF_WEIGHTS, *OUTPUT_WEIGHTS, *BLEND_WEIGHTS]
     names: list[str] = list(OUTPUT_WEIGHTS)
     if metadata.model_type in GMF_TOWER_FAMILIES:
         names += GMF_WEIGHTS

@@ -10,11 +10,16 @@
   two items are alike when they raise the same items' scores). Serving's
   similar items and diversity re-ranking and training's intra-list diversity
   all measure cosine on these.
+- ``pairs_from_rows``: scores of (user, item) pairs read off whole score rows,
+  for models that score a user's whole catalog at once (EASE, the blend).
+- ``standardise_rows``: each row of a score matrix minus its mean, over its
+  standard deviation; the ``blend`` family mixes two models' rows on this common
+  scale, in training and in serving alike.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
@@ -48,6 +53,40 @@ def top_k_matrix(matrix: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.take_along_axis(candidates, order, axis=1), np.take_along_axis(values, order, axis=1)
 
 
+#: Users scored per block by ``pairs_from_rows`` (bounds the ``[users, items]`` block).
+ROW_BLOCK_USERS = 512
+
+
+def pairs_from_rows(
+    score_all_items: Callable[[np.ndarray], np.ndarray], users: np.ndarray, items: np.ndarray
+) -> np.ndarray:
+    """Scores of aligned ``(users[j], items[j])`` read off whole score rows, same shape.
+
+    For models that score a user's whole catalog at once (EASE, the blend): each
+    distinct user's row is computed once, ``ROW_BLOCK_USERS`` users at a time.
+    """
+    users, items = np.broadcast_arrays(np.asarray(users), np.asarray(items))
+    flat_items = items.reshape(-1).astype(np.intp)
+    distinct, position = np.unique(users.reshape(-1), return_inverse=True)
+    out = np.empty(len(flat_items), dtype=np.float32)
+    for start in range(0, len(distinct), ROW_BLOCK_USERS):
+        block = score_all_items(distinct[start : start + ROW_BLOCK_USERS])
+        mine = (position >= start) & (position < start + ROW_BLOCK_USERS)
+        out[mine] = block[position[mine] - start, flat_items[mine]]
+    return out.reshape(users.shape)
+
+
+def standardise_rows(scores: np.ndarray) -> np.ndarray:
+    """Each row of ``scores`` (``[rows, columns]``) as z-scores over its columns, float32.
+
+    A constant row becomes zeros.
+    """
+    scores = np.asarray(scores, dtype=np.float32)
+    mean = scores.mean(axis=1, keepdims=True)
+    spread = scores.std(axis=1, keepdims=True)
+    return ((scores - mean) / np.maximum(spread, np.float32(1e-12))).astype(np.float32)
+
+
 def unit_rows(matrix: np.ndarray) -> np.ndarray:
     """``matrix`` as C-contiguous float32, every row scaled to unit length (zero rows stay 0)."""
     matrix = np.ascontiguousarray(matrix, dtype=np.float32)
@@ -64,12 +103,13 @@ def unit_item_vectors(weights: Mapping[str, np.ndarray]) -> np.ndarray:
     one dot product.
 
     An EASE model's vectors are the unit rows of ``ease_item_item`` (row ``i`` holds what
-    item ``i`` adds to every item's score).
+    item ``i`` adds to every item's score); a blend's are its iALS part's
+    (``gmf_item_embedding``).
 
     Raises:
         ValueError: ``weights`` has no item embedding.
     """
-    if "ease_item_item" in weights:
+    if "ease_item_item" in weights and "blend_weights" not in weights:
         return unit_rows(weights["ease_item_item"])
     parts = [
         unit_rows(weights[name])

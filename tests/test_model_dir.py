@@ -121,3 +121,34 @@ def test_tampered_seen_items_are_refused(
     np.savez(tmp_path / SEEN_FILE, indptr=np.array(indptr), indices=np.array(indices))
     with pytest.raises(ArtifactError, match=f"{SEEN_FILE}.*{message}"):
         load_model_dir(tmp_path)
+
+
+def small_blend(shares: list[float]) -> ModelArtifacts:
+    base = small_neumf()
+    rng = np.random.default_rng(1)
+    weights = {
+        "ease_item_item": rng.normal(size=(5, 5)),
+        "gmf_user_embedding": base.weights["gmf_user_embedding"],
+        "gmf_item_embedding": base.weights["gmf_item_embedding"],
+        "output_kernel": np.ones((4, 1)),
+        "output_bias": np.zeros(1),
+        "blend_weights": np.array(shares),
+    }
+    metadata = ModelMetadata(
+        model_type="blend", feedback="implicit", output_activation="linear", num_mlp_layers=0
+    )
+    return replace(base, metadata=metadata, weights=weights)
+
+
+def test_a_blend_carries_both_parts_and_two_shares(tmp_path: Path) -> None:
+    save_model_dir(tmp_path / "good", small_blend([0.4, 0.6]))
+    np.testing.assert_allclose(
+        load_model_dir(tmp_path / "good").weights["blend_weights"], [0.4, 0.6]
+    )
+    for shares in ([0.4, 0.6, 0.0], [1.5, -0.5]):
+        with pytest.raises(ArtifactError, match="blend_weights must hold two shares"):
+            save_model_dir(tmp_path / "bad", small_blend(shares))
+    weights = dict(small_blend([0.5, 0.5]).weights)
+    del weights["ease_item_item"]
+    with pytest.raises(ArtifactError, match="ease_item_item"):
+        save_model_dir(tmp_path / "partial", replace(small_blend([0.5, 0.5]), weights=weights))

@@ -87,6 +87,7 @@ class TrainingConfig:
     ials_iterations: int = field(default=15, metadata=_int(1, 10_000))
     ease_l2: float = field(default=500.0, metadata=_float(0.0, low_open=True))
     ease_max_items: int = field(default=20_000, metadata=_int(2))
+    blend_ease_weight: float = field(default=0.5, metadata=_float(0.0, 1.0))
     early_stopping_patience: int = field(default=2, metadata=_int(0, 10_000))
     validation_metric: str = field(default="hr", metadata=_choice("hr", "ndcg"))
     validation_constraint: str | None = field(default=None, metadata=_OPTIONAL_STR)

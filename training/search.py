@@ -7,8 +7,9 @@ settings (and, for the NCF families, its best epoch count) are what the job
 then fits for good (see ``training.trainer``). The test split is never seen.
 
 - **Sampler**: first each family at its default settings, the closed-form ones
-  (seconds) before the NCF ones (minutes); then TPE (multivariate, grouped, so
-  each family's own parameters are modelled together), seeded with ``seed``.
+  (EASE, iALS and their blend: seconds) before the NCF ones (minutes); then TPE
+  (multivariate, grouped, so each family's own parameters are modelled
+  together), seeded with ``seed``.
 - **Pruner**: a median pruner stops an epoch-by-epoch trial that scores below
   the median of earlier trials at the same epoch, after its first epochs.
 - **Budget**: ``tuning_trials`` trials and ``tuning_budget`` seconds, whichever
@@ -56,7 +57,7 @@ JOURNAL_FILE = "search.journal"
 #: Families ``model_type=auto`` chooses among, in the order they are tried first (those a
 #: model directory can hold; ``mlp`` alone is left to NeuMF, which contains it).
 AUTO_FAMILIES: tuple[str, ...] = tuple(
-    family for family in ("ease", "ials", "gmf", "neumf") if family in MODEL_FAMILIES
+    family for family in ("ease", "ials", "blend", "gmf", "neumf") if family in MODEL_FAMILIES
 )
 
 Suggest = Callable[[optuna.Trial], Any]
@@ -85,6 +86,12 @@ _NCF_COMMON: dict[str, Suggest] = {
 _MLP: dict[str, Suggest] = {
     "mlp_regularization": _log_float("mlp_regularization", 1e-4, 3e-2),
 }
+_IALS: dict[str, Suggest] = {
+    "ials_factors": _choice("ials_factors", 32, 64, 128),
+    "ials_regularization": _log_float("ials_regularization", 1e-3, 10.0),
+    "ials_alpha": _log_float("ials_alpha", 0.5, 50.0),
+}
+_EASE: dict[str, Suggest] = {"ease_l2": _log_float("ease_l2", 30.0, 5000.0)}
 #: What each family searches: the hyperparameters that matter most for it.
 SEARCH_SPACES: dict[str, dict[str, Suggest]] = {
     "gmf": _NCF_COMMON,
@@ -92,12 +99,9 @@ SEARCH_SPACES: dict[str, dict[str, Suggest]] = {
         name: draw for name, draw in {**_NCF_COMMON, **_MLP}.items() if not name.startswith("gmf_")
     },
     "neumf": {**_NCF_COMMON, **_MLP},
-    "ials": {
-        "ials_factors": _choice("ials_factors", 32, 64, 128),
-        "ials_regularization": _log_float("ials_regularization", 1e-3, 10.0),
-        "ials_alpha": _log_float("ials_alpha", 0.5, 50.0),
-    },
-    "ease": {"ease_l2": _log_float("ease_l2", 30.0, 5000.0)},
+    "ials": _IALS,
+    "ease": _EASE,
+    "blend": {**_EASE, **_IALS, "blend_ease_weight": _float("blend_ease_weight", 0.1, 0.9)},
     "hybrid": {
         **_NCF_COMMON,
         "text_max_features": _choice("text_max_features", 1000, 5000, 20000),

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ncf_contract.families import NCF_FAMILIES
+from ncf_contract.families import ALS_FAMILIES, NCF_FAMILIES
 from ncf_contract.metric_lines import format_metric_line
 from ncf_contract.ranking import unit_item_vectors
 from training.config import TrainingConfig
@@ -159,6 +159,19 @@ def _searched(search: SearchResult) -> dict[str, Any]:
     return {} if best is None else dict(best["params"])
 
 
+def refit_settings(chosen: TrainingConfig, best_epoch: int) -> TrainingConfig:
+    """The chosen settings for the refit: as many epochs or ALS iterations as selected."""
+    refit_config, rounds = chosen, ""
+    if chosen.family in NCF_FAMILIES:
+        refit_config = replace(chosen, epochs=max(1, best_epoch), early_stopping_patience=0)
+        rounds = f" for {refit_config.epochs} epoch(s)"
+    elif chosen.family in ALS_FAMILIES:
+        refit_config = replace(chosen, ials_iterations=max(1, best_epoch))
+        rounds = f" for {refit_config.ials_iterations} ALS iteration(s)"
+    logger.info("refit: %s on train + validation%s", refit_config.family, rounds)
+    return refit_config
+
+
 def _fit(
     config: TrainingConfig, dataset: Dataset, context: FitContext
 ) -> tuple[FitResult, Objective]:
@@ -222,14 +235,7 @@ def train(
     refit = config.refit
     if refit:
         refit_started = time.perf_counter()
-        refit_config = chosen
-        if chosen.family in NCF_FAMILIES:
-            refit_config = replace(chosen, epochs=max(1, best_epoch), early_stopping_patience=0)
-        logger.info(
-            "refit: %s on train + validation%s",
-            refit_config.family,
-            f" for {refit_config.epochs} epoch(s)" if chosen.family in NCF_FAMILIES else "",
-        )
+        refit_config = refit_settings(chosen, best_epoch)
         final, objective = _fit(
             refit_config,
             dataset.with_validation_in_train(),

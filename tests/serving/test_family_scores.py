@@ -5,7 +5,8 @@ with ``training.export`` (``ncf_contract.model_dir``), loaded back as the server
 loads it (``Recommender.from_model_dir``) and compared with the fitted model's
 own scorer. EASE scores from each user's history: the train split while the job
 evaluates, ``seen.npz`` (every interaction) when served, so its served scores
-are compared with the fitted ``B`` applied to ``seen.npz``.
+are compared with the fitted ``B`` applied to ``seen.npz`` (for a blend, its
+EASE part).
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from ncf_test_support import single_fit_config
 
 from inference.instances import RecommendRequest, SimilarRequest
 from inference.recommender import Recommender
-from inference.scoring import EaseScorer, NcfScorer
+from inference.scoring import BlendScorer, EaseScorer, NcfScorer
 from training import export
 from training.dataset import Dataset, build_dataset
 from training.families.base import FittedModel
+from training.families.blend import BlendScorer as TrainingBlendScorer
+from training.families.blend import FittedBlend
 from training.families.ease import EaseScorer as TrainingEaseScorer
 from training.families.ease import FittedEase
 from training.synthetic import make_interactions
@@ -38,7 +41,15 @@ HYPERPARAMETERS: dict[str, dict[str, object]] = {
     },
     "ials": {"model_type": "ials", "ials_factors": 8, "ials_iterations": 3},
     "ease": {"model_type": "ease", "ease_l2": 20.0},
+    "blend": {
+        "model_type": "blend",
+        "ease_l2": 20.0,
+        "ials_factors": 8,
+        "ials_iterations": 3,
+        "blend_ease_weight": 0.3,
+    },
 }
+SERVING_SCORERS = {"ease": EaseScorer, "blend": BlendScorer}
 
 
 @pytest.fixture(scope="module")
@@ -66,16 +77,18 @@ def family_scorer(model: FittedModel, dataset: Dataset):
     """The fitted model's own scores, with the history serving uses for EASE."""
     if isinstance(model, FittedEase):
         return TrainingEaseScorer(model.item_item, dataset.all_seen)
+    if isinstance(model, FittedBlend):
+        ease = TrainingEaseScorer(model.scorer.ease.item_item, dataset.all_seen)
+        return TrainingBlendScorer(ease, model.ials.scorer, model.scorer.ease_weight)
     return model.scorer
 
 
-@pytest.mark.parametrize("model_type", ["gmf", "neumf", "ials", "ease"])
+@pytest.mark.parametrize("model_type", ["gmf", "neumf", "ials", "ease", "blend"])
 def test_served_scores_are_the_family_scores(
     model_type: str, dataset: Dataset, tmp_path: Path
 ) -> None:
     model, recommender = fit_and_serve(model_type, dataset, tmp_path)
-    expected_scorer = EaseScorer if model_type == "ease" else NcfScorer
-    assert isinstance(recommender.scorer, expected_scorer)
+    assert isinstance(recommender.scorer, SERVING_SCORERS.get(model_type, NcfScorer))
     assert recommender.metadata.model_type == model_type
     own = family_scorer(model, dataset)
     users = np.arange(dataset.num_users)
@@ -129,3 +142,30 @@ def test_ease_similar_items_are_the_closest_unit_rows(dataset: Dataset, tmp_path
     expected = list(dataset.items.ids[np.argsort(-cosine, kind="stable")[:4]])
     [answer] = recommender.similar([SimilarRequest(str(dataset.items.ids[3]), k=4)], ["instance"])
     assert [item["item_id"] for item in answer["items"]] == expected
+
+
+def test_a_blend_mixes_the_standardised_rows_of_its_parts(dataset: Dataset, tmp_path: Path) -> None:
+    model, recommender = fit_and_serve("blend", dataset, tmp_path)
+    weights = model.model_weights()
+    seen = dataset.all_seen.matrix.toarray().astype(np.float64)
+    ease_rows = seen @ weights["ease_item_item"].astype(np.float64)
+    ials_rows = weights["gmf_user_embedding"] @ weights["gmf_item_embedding"].T
+
+    def z(rows: np.ndarray) -> np.ndarray:
+        return (rows - rows.mean(axis=1, keepdims=True)) / rows.std(axis=1, keepdims=True)
+
+    np.testing.assert_allclose(weights["blend_weights"], [0.3, 0.7])
+    np.testing.assert_allclose(
+        recommender.scorer.score_all_items(np.arange(dataset.num_users)),
+        0.3 * z(ease_rows) + 0.7 * z(ials_rows),
+        rtol=1e-4,
+        atol=1e-4,
+    )
+    # Similar items and diversity use the iALS part's item vectors.
+    factors = weights["gmf_item_embedding"]
+    np.testing.assert_allclose(
+        recommender.scorer.item_vectors,
+        factors / np.linalg.norm(factors, axis=1, keepdims=True),
+        rtol=1e-5,
+        atol=1e-6,
+    )

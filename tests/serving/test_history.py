@@ -296,3 +296,59 @@ def test_score_batches_with_histories_go_in_chunks(
         None,
         "popularity",
     ]
+
+
+@pytest.fixture(scope="module")
+def blend(dataset: Dataset, tmp_path_factory: pytest.TempPathFactory) -> Recommender:
+    from training.trainer import train
+
+    config = single_fit_config(
+        {
+            "model_type": "blend",
+            "ease_l2": 20.0,
+            "ials_factors": 8,
+            "ials_regularization": 5.0,
+            "ials_iterations": 4,
+            "blend_ease_weight": 0.4,
+        }
+    )
+    directory = tmp_path_factory.mktemp("blend")
+    result = train(config, dataset, directory / "checkpoints", emit=lambda line: None)
+    assert result.model is not None
+    return serve(result.model, config, dataset, directory / "model")
+
+
+def test_blend_mixes_the_exact_ease_row_with_the_ials_fold_in(blend: Recommender) -> None:
+    history = ["i3", "i7", "i11", "nobody-knows-me"]
+    answer = recommend(blend, history=history, k=8)
+    positions = np.array([blend.item_index[item] for item in history[:3]])
+    ease_row = blend.artifacts.weights["ease_item_item"][positions].astype(np.float64).sum(0)
+    # The iALS part alone, as an ials model with these factors would fold the history in.
+    factors = blend.artifacts.weights["gmf_item_embedding"].astype(np.float64)
+    alpha = blend.metadata.config["ials_alpha"]
+    l2 = blend.metadata.config["ials_regularization"]
+    chosen = factors[positions]
+    system = factors.T @ factors + alpha * chosen.T @ chosen + l2 * np.eye(factors.shape[1])
+    user = np.linalg.solve(system, (1 + alpha) * chosen.sum(axis=0))
+    ials_row = factors @ user
+
+    def z(row: np.ndarray) -> np.ndarray:
+        return (row - row.mean()) / row.std()
+
+    expected = 0.4 * z(ease_row) + 0.6 * z(ials_row)
+    expected[positions] = -np.inf
+    best = np.argsort(-expected, kind="stable")[:8]
+    assert answer["from"] == "history" and answer["user_id"] is None
+    assert [item["item_id"] for item in answer["items"]] == [blend.item_id_list[p] for p in best]
+    np.testing.assert_allclose(
+        [item["score"] for item in answer["items"]], expected[best], rtol=1e-4, atol=1e-4
+    )
+
+
+@pytest.mark.parametrize("cluster", range(CLUSTERS))
+def test_blend_history_recommends_from_its_taste_cluster(
+    blend: Recommender, dataset: Dataset, cluster: int
+) -> None:
+    answer = recommend(blend, history=cluster_history(dataset, cluster), k=10)
+    clusters = [int(item["item_id"][1:]) % CLUSTERS for item in answer["items"]]
+    assert clusters.count(cluster) >= 8

@@ -23,8 +23,9 @@ pytestmark = pytest.mark.slow
     [
         {"model_type": "ease", "ease_l2": 20.0},
         {"model_type": "ials", "ials_factors": 8, "ials_regularization": 5.0},
+        {"model_type": "blend", "ease_l2": 20.0, "ials_factors": 8, "ials_iterations": 4},
     ],
-    ids=["ease", "ials"],
+    ids=["ease", "ials", "blend"],
 )
 def test_train_then_serve(tmp_path: Path, hyperparameters: dict[str, object]) -> None:
     layout = SageMakerLayout(tmp_path / "opt_ml")

@@ -78,7 +78,7 @@ def test_scorer_is_history_times_weights() -> None:
 
 
 def test_scorer_pairs_span_several_user_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("training.families.ease.SCORE_USERS", 3)
+    monkeypatch.setattr("ncf_contract.ranking.ROW_BLOCK_USERS", 3)
     history = random_history(num_users=20)
     weights, _ = ease_weights(history.matrix, 3.0)
     expected = history.matrix.toarray().astype(np.float32) @ weights
@@ -117,19 +117,21 @@ def test_fit_learns_beyond_popularity_and_exports_its_weights(tmp_path: Path) ->
     np.testing.assert_allclose(model.scorer.score_all_items(users), expected[users], rtol=1e-5)
 
 
+@pytest.mark.parametrize("model_type", ["ease", "blend"])
 def test_an_oversized_catalog_is_refused_naming_the_limit_and_the_alternatives(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    model_type: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     dataset = build_dataset(make_interactions(), None, None, seed=0)  # 120 items
-    config = single_fit_config({"model_type": "ease", "ease_max_items": 100})
+    config = single_fit_config({"model_type": model_type, "ease_max_items": 100})
 
     def must_not_run(*args: object) -> None:
         raise AssertionError("the guard must refuse before fitting")
 
-    monkeypatch.setattr("training.families.ease.ease_weights", must_not_run)
+    monkeypatch.setattr(f"training.families.{model_type}.ease_weights", must_not_run)
     with pytest.raises(ConfigError) as raised:
         train(config, dataset, tmp_path, emit=lambda line: None)
     message = str(raised.value)
+    assert f"model_type={model_type} needs an items x items matrix" in message
     assert "120 items" in message
     assert "ease_max_items=100" in message
     assert "GiB" in message
@@ -145,7 +147,7 @@ def test_a_stop_before_the_fit_publishes_nothing(tmp_path: Path) -> None:
     assert result.stopped and result.model is None
 
 
-@pytest.mark.parametrize("model_type", ["ease", "ials"])
+@pytest.mark.parametrize("model_type", ["ease", "ials", "blend"])
 def test_explicit_feedback_is_refused(model_type: str) -> None:
     with pytest.raises(ConfigError, match=f"model_type {model_type} learns from implicit"):
         single_fit_config({"model_type": model_type, "feedback": "explicit"})

@@ -148,6 +148,21 @@ def test_the_refit_trains_on_train_plus_validation(
     assert "refitted on train + validation" in result.report()["figures_from"]["test"]
 
 
+@pytest.mark.parametrize("model_type", ["ials", "blend"])
+def test_an_als_refit_runs_the_selected_iterations_and_keeps_the_last(
+    model_type: str, dataset: Dataset, tmp_path: Path
+) -> None:
+    config = replace(
+        config_of(tuning="off", model_type=model_type, ials_factors=8, ials_iterations=6),
+        refit=True,
+    )
+    result = trainer.train(config, dataset, tmp_path, emit=lambda line: None)
+    assert result.selection is not None and len(result.selection.history) == 6
+    selected = result.selection.best_epoch
+    assert 1 <= selected <= 6
+    assert len(result.fit.history) == selected == result.fit.best_epoch
+
+
 def test_with_validation_in_train_adds_the_held_out_rows(dataset: Dataset) -> None:
     folded = dataset.with_validation_in_train()
     assert len(folded.train) == len(dataset.train) + len(dataset.validation)
@@ -189,7 +204,7 @@ def test_default_training_job_searches_refits_and_reports(
     assert report["refit"] is True
     assert set(report["baselines"]["popularity"]["validation"]) == {"hr", "ndcg"}
     assert "hr" in report["lift_over_popularity"]["validation"]
-    assert report["chosen"]["model_type"] in ("gmf", "neumf", "ials", "ease")
+    assert report["chosen"]["model_type"] in ("gmf", "neumf", "ials", "ease", "blend")
     metadata = json.loads((sagemaker_layout.model_dir / "metadata.json").read_text())
     assert metadata["model_type"] == report["chosen"]["model_type"]
 
@@ -203,12 +218,13 @@ def test_the_search_starts_with_each_family_at_its_defaults(
 ) -> None:
     from training.search import AUTO_FAMILIES
 
-    config = TrainingConfig.from_hyperparameters({"tuning_trials": 2, "full_ranking": False})
+    config = TrainingConfig.from_hyperparameters({"tuning_trials": 3, "full_ranking": False})
     result = run_search(config, dataset, FitContext(tmp_path, emit=lambda line: None))
-    assert AUTO_FAMILIES[:2] == ("ease", "ials"), "the closed-form families come first"
-    assert [t["params"]["model_type"] for t in result.trials] == ["ease", "ials"]
+    assert AUTO_FAMILIES[:3] == ("ease", "ials", "blend"), "the closed-form families come first"
+    assert [t["params"]["model_type"] for t in result.trials] == ["ease", "ials", "blend"]
     assert result.trials[0]["params"]["ease_l2"] == config.ease_l2
     assert result.trials[1]["params"]["ials_factors"] == config.ials_factors
+    assert result.trials[2]["params"]["blend_ease_weight"] == config.blend_ease_weight
 
 
 def test_the_search_honours_the_validation_constraint(dataset: Dataset, tmp_path: Path) -> None:

@@ -1,14 +1,15 @@
 """Model families: each fits on a dataset and exports into the same model directory.
 
 ``family_for(model_type)`` returns the family that fits ``model_type``: the NCF
-families (``ncf``: GMF, MLP, NeuMF in Keras), ``ials`` (implicit ALS) and
-``ease`` (closed-form item-item); see ``training.families.base`` for the seam
-every family implements. Only the NCF families import TensorFlow.
+families (``ncf``: GMF, MLP, NeuMF in Keras), ``ials`` (implicit ALS), ``ease``
+(closed-form item-item) and ``blend`` (EASE and iALS mixed); see
+``training.families.base`` for the seam every family implements. Only the NCF
+families import TensorFlow.
 """
 
 from __future__ import annotations
 
-from ncf_contract.families import EASE, HYBRID, IALS, NCF_FAMILIES
+from ncf_contract.families import BLEND, EASE, HYBRID, IALS, NCF_FAMILIES
 from training.families.base import FitContext, FitResult, FittedModel, ModelFamily
 
 __all__ = [
@@ -52,4 +53,8 @@ def family_for(model_type: str) -> ModelFamily:
         from training.families.ease import EaseFamily
 
         return EaseFamily()
+    if model_type == BLEND:
+        from training.families.blend import BlendFamily
+
+        return BlendFamily()
     raise ValueError(f"no model family fits model_type {model_type!r}")

@@ -32,6 +32,7 @@ import scipy.sparse as sp
 
 from ncf_contract.families import EASE
 from ncf_contract.metric_lines import format_metric_line
+from ncf_contract.ranking import pairs_from_rows
 from ncf_contract.seen import SeenItems
 from training.config import TrainingConfig
 from training.errors import ConfigError
@@ -46,8 +47,6 @@ FIT_BYTES_PER_CELL = 20
 #: Bytes per items x items cell in each serving worker: the float32 matrix, its unit rows
 #: and their transpose (similar items and diversity, ``inference.scoring``).
 SERVE_BYTES_PER_CELL = 12
-#: Users scored per block (bounds the ``[users, items]`` score block).
-SCORE_USERS = 512
 
 
 def fit_memory_bytes(num_items: int) -> int:
@@ -55,8 +54,8 @@ def fit_memory_bytes(num_items: int) -> int:
     return FIT_BYTES_PER_CELL * num_items * num_items
 
 
-def check_catalog_size(num_items: int, max_items: int) -> None:
-    """Refuse a catalog whose items x items matrices would not fit.
+def check_catalog_size(num_items: int, max_items: int, model_type: str = EASE) -> None:
+    """Refuse a catalog whose items x items matrices would not fit (``ease``, ``blend``).
 
     Raises:
         ConfigError: ``num_items`` is above ``max_items``; the message names the limit, the
@@ -66,10 +65,10 @@ def check_catalog_size(num_items: int, max_items: int) -> None:
         return
     gib = fit_memory_bytes(num_items) / 2**30
     raise ConfigError(
-        f"model_type=ease needs an items x items matrix, and this catalog has {num_items:,} "
-        f"items, above ease_max_items={max_items:,}: fitting would need about {gib:,.1f} GiB "
-        f"of memory (and serving {SERVE_BYTES_PER_CELL * num_items**2 / 2**30:,.1f} GiB "
-        "per worker). "
+        f"model_type={model_type} needs an items x items matrix, and this catalog has "
+        f"{num_items:,} items, above ease_max_items={max_items:,}: fitting would need about "
+        f"{gib:,.1f} GiB of memory (and serving "
+        f"{SERVE_BYTES_PER_CELL * num_items**2 / 2**30:,.1f} GiB per worker). "
         "Use model_type=ials or model_type=gmf for a catalog this size, or raise "
         "ease_max_items if the instance has the memory"
     )
@@ -141,15 +140,7 @@ class EaseScorer:
 
     def score_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Scores of aligned ``(users[j], items[j])`` (any equal shapes), same shape."""
-        users, items = np.broadcast_arrays(np.asarray(users), np.asarray(items))
-        flat_items = items.reshape(-1).astype(np.intp)
-        distinct, position = np.unique(users.reshape(-1), return_inverse=True)
-        out = np.empty(len(flat_items), dtype=np.float32)
-        for start in range(0, len(distinct), SCORE_USERS):
-            block = self.score_all_items(distinct[start : start + SCORE_USERS])
-            mine = (position >= start) & (position < start + SCORE_USERS)
-            out[mine] = block[position[mine] - start, flat_items[mine]]
-        return out.reshape(users.shape)
+        return pairs_from_rows(self.score_all_items, users, items)
 
 
 class FittedEase(FittedModel):

@@ -10,7 +10,8 @@ benchmarks.
 
 The fit runs one ALS iteration at a time (``implicit`` keeps its factors between
 calls), scores the validation split after each, emits a metric line and keeps
-the best iteration's factors. A SIGTERM ends the fit between iterations with
+the best iteration's factors (the last one's in a refit, which runs the
+selected number of iterations). A SIGTERM ends the fit between iterations with
 nothing to publish; a fit takes seconds, so there is no checkpoint and the next
 job starts over.
 
@@ -116,6 +117,10 @@ def confidence_matrix(dataset: Dataset, alpha: float) -> sp.csr_matrix:
 class IalsFamily:
     """Implicit ALS (``implicit.cpu.als``), selected by iteration on validation."""
 
+    def fitted(self, user_factors: np.ndarray, item_factors: np.ndarray) -> FittedModel:
+        """The model one iteration's factors make (``training.families.blend`` adds EASE)."""
+        return FittedIals(user_factors, item_factors)
+
     def fit(self, config: TrainingConfig, objective: Objective, context: FitContext) -> FitResult:
         """Fit iteration by iteration; see the module docstring."""
         timings = {"training": 0.0, "validation": 0.0}
@@ -148,15 +153,15 @@ class IalsFamily:
                     show_progress=False,
                     callback=lambda _iteration, _seconds, loss: losses.append(float(loss)),
                 )
-            fitted = time.perf_counter()
-            timings["training"] += fitted - started
+            fitted_at = time.perf_counter()
+            timings["training"] += fitted_at - started
             user_factors = np.asarray(model.user_factors, dtype=np.float32)
             item_factors = np.asarray(model.item_factors, dtype=np.float32)
             validation = objective.validation_metrics(
-                DotProductScorer(user_factors, item_factors),
+                self.fitted(user_factors, item_factors).scorer,
                 partial(unit_rows, item_factors),
             )
-            timings["validation"] += time.perf_counter() - fitted
+            timings["validation"] += time.perf_counter() - fitted_at
             record = {
                 "epoch": iteration,
                 "train_loss": losses[-1],
@@ -174,18 +179,22 @@ class IalsFamily:
                     },
                 )
             )
+            if context.report is not None:  # a search may prune the trial here
+                context.report(iteration, validation)
             value = validation[objective.selection_metric]
             eligible = objective.meets_constraints(validation)  # validation_constraint
-            if eligible and (best is None or objective.is_better(value, best[0])):
+            # A refit (select_best off: its validation rows are in train) keeps the last.
+            better = best is None or not context.select_best or objective.is_better(value, best[0])
+            if eligible and better:
                 best = (value, iteration, user_factors.copy(), item_factors.copy())
         if best is None:  # no iteration met validation_constraint: the trainer reports it
             return FitResult(
-                model=FittedIals(user_factors, item_factors), history=history, timings=timings
+                model=self.fitted(user_factors, item_factors), history=history, timings=timings
             )
         _, best_iteration, user_factors, item_factors = best
-        logger.info("ials: best validation at iteration %d", best_iteration)
+        logger.info("ALS: best validation at iteration %d", best_iteration)
         return FitResult(
-            model=FittedIals(user_factors, item_factors),
+            model=self.fitted(user_factors, item_factors),
             history=history,
             best_epoch=best_iteration,
             validation=validation_of(history[best_iteration - 1]),
