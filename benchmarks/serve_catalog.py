@@ -15,7 +15,16 @@ thread: "one core"), measures:
   lists), and for NeuMF also ``first_stage_recall@10``: the share of the exact top 10 among
   the first stage's candidates (what re-scoring can recover at best).
 
+With ``--serve`` each row also starts the real ``serve`` (nginx + gunicorn, the default
+two workers, ``NCF_RETRIEVAL`` set to the row's mode) on the model and measures:
+
+- ``start_to_ping_s``: from starting ``serve`` to the first 200 on ``/ping``.
+- ``serve_pss_gb``: the proportional set size summed over every process of the server
+  once healthy (pages shared copy-on-write between the master and its workers count
+  once), and ``serve_max_rss_gb``, the largest single process's RSS.
+
 Usage: .venv/bin/python benchmarks/serve_catalog.py --items 100000,1000000 --models gmf,neumf
+    [--serve]
 """
 
 from __future__ import annotations
@@ -25,10 +34,12 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from serve_load import free_port, stop, wait_healthy
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -149,6 +160,73 @@ def run_child(model_dir: Path, mode: str, requests: int) -> dict[str, float]:
     return {**json.loads(output.splitlines()[-1]), "peak_rss_gb": usage.ru_maxrss / 1e6}
 
 
+def server_processes(root: int) -> list[int]:
+    """``root`` and every process descended from it."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError):
+            continue
+    found = [root]
+    for pid in parents:
+        ancestor = pid
+        while ancestor in parents and ancestor not in (root, 0, 1):
+            ancestor = parents[ancestor]
+        if ancestor == root and pid != root:
+            found.append(pid)
+    return found
+
+
+def memory_gb(pids: list[int]) -> tuple[float, float]:
+    """``(sum of Pss, largest Rss)`` in GB over ``pids`` (``/proc/PID/smaps_rollup``)."""
+    pss_total, rss_max = 0, 0
+    for pid in pids:
+        try:
+            fields = {
+                line.split(":")[0]: int(line.split()[1])
+                for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]
+            }
+        except OSError:
+            continue
+        pss_total += fields.get("Pss", 0)
+        rss_max = max(rss_max, fields.get("Rss", 0))
+    return pss_total / 1e6, rss_max / 1e6
+
+
+def measure_serve(model_dir: Path, mode: str) -> dict[str, float]:
+    """Start the real ``serve`` on ``model_dir``: seconds to the first healthy /ping, memory."""
+    with tempfile.TemporaryDirectory() as scratch:
+        base = Path(scratch) / "opt_ml"
+        base.mkdir()
+        (base / "model").symlink_to(model_dir.resolve())
+        port = free_port()
+        env = {
+            **os.environ,
+            "SAGEMAKER_BASE_DIR": str(base),
+            "SAGEMAKER_BIND_TO_PORT": str(port),
+            "NCF_RETRIEVAL": mode,
+        }
+        started = time.perf_counter()
+        server = subprocess.Popen(
+            [sys.executable, "-m", "inference"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            start_to_ping = wait_healthy(server, f"http://127.0.0.1:{port}", started)
+            time.sleep(1)  # let the second worker finish booting
+            pss, rss = memory_gb(server_processes(server.pid))
+        finally:
+            stop(server)
+    return {
+        "start_to_ping_s": round(start_to_ping, 2),
+        "serve_pss_gb": round(pss, 2),
+        "serve_max_rss_gb": round(rss, 2),
+    }
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         print(json.dumps(measure(Path(sys.argv[2]), sys.argv[3], int(sys.argv[4]))))
@@ -160,6 +238,9 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=20_000)
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--cache", type=Path, default=RESULTS / "catalog-models")
+    parser.add_argument(
+        "--serve", action="store_true", help="also time the real serve's start to /ping"
+    )
     args = parser.parse_args()
     for items in (int(float(n)) for n in args.items.split(",")):
         for model_type in args.models.split(","):
@@ -168,6 +249,8 @@ def main() -> None:
                 write_model(model_dir, model_type, args.users, items)
             for mode in args.modes.split(","):
                 row = {"items": items, "model": model_type, "mode": mode}
+                if args.serve:
+                    row.update(measure_serve(model_dir, mode))
                 print(json.dumps({**row, **run_child(model_dir, mode, args.requests)}), flush=True)
 
 

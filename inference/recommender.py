@@ -4,14 +4,16 @@ Built once per worker from a model directory. Load-time precomputation, and what
 each saves per request:
 
 - ``user_index`` / ``item_index``: id -> position dicts, one hash lookup per id
-  instead of a search through the vocabulary.
+  instead of a search through the vocabulary (built from the id lists with
+  ``dict(zip(ids, range(n)))``; the item dict shares its strings with ``item_id_list``).
 - ``seen``: the CSR of training interactions (``ncf_contract.seen``), so
   excluding a batch's seen items is one fancy-indexed write.
 - ``popularity_logits``: the popularity ranking row for unknown users, scored
   by the same top-k code as model rows (no second code path).
 - ``scorer``: see ``inference.scoring`` (item-side tensors, folded kernels).
-- ``item_vectors_t``: unit item vectors, transposed and contiguous, so similar
-  items for a batch is one ``[b, d] @ [d, num_items]`` product.
+- ``item_vectors_t``: the unit item vectors' transposed view (no copy; BLAS takes
+  it with its transpose flag), so similar items for a batch is one
+  ``[b, d] @ [d, num_items]`` product.
 
 Top-k is ``np.argpartition`` (O(num_items)) followed by a sort of the k
 winners only; ranking is done on logits and the sigmoid applied to the winners.
@@ -172,6 +174,11 @@ def mmr_order(relevance: np.ndarray, vectors: np.ndarray, k: int, diversity: flo
     return order
 
 
+def _positions(ids: list[str]) -> dict[str, int]:
+    """``{id: position}``: one C-level pass (``zip``/``range``), no Python loop body."""
+    return dict(zip(ids, range(len(ids)), strict=True))
+
+
 def _round(values: np.ndarray) -> list[float]:
     # float32 -> 7 significant digits are meaningful; rounding keeps the JSON short.
     return np.round(values.astype(np.float64), 6).tolist()
@@ -193,12 +200,12 @@ class Recommender:
         self.user_ids = artifacts.user_ids
         self.item_ids = artifacts.item_ids
         self.num_items = artifacts.num_items
-        self.user_index = {user_id: n for n, user_id in enumerate(artifacts.user_ids.tolist())}
-        self.item_index = {item_id: n for n, item_id in enumerate(artifacts.item_ids.tolist())}
+        self.user_index = _positions(artifacts.user_ids.tolist())
         self.item_id_list: list[str] = artifacts.item_ids.tolist()
+        self.item_index = _positions(self.item_id_list)
         self.seen = artifacts.seen
         self.popularity = np.asarray(artifacts.item_popularity, dtype=np.float32)
-        self.item_vectors_t = np.ascontiguousarray(self.scorer.item_vectors.T)
+        self.item_vectors_t = self.scorer.item_vectors.T  # a view (see the module docstring)
         self.log_popularity = np.log1p(self.popularity).astype(np.float32)
         self.fallback_rows = {POPULARITY_FALLBACK: self.popularity}
         if artifacts.item_trending is not None:
@@ -556,7 +563,9 @@ class Recommender:
         for n, request in enumerate(requests):
             positions = [lookup(item_id) for item_id in request.item_ids]
             item_positions.append(positions)
-            user = None if request.history is not None else self.user_index.get(request.user_id)
+            user = (
+                None if request.history is not None else self.user_index.get(request.user_id or "")
+            )
             if user is None:
                 continue
             known_items = [p for p in positions if p is not None]

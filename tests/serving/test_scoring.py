@@ -97,3 +97,46 @@ def test_item_vectors_are_unit_rows(make_artifacts: MakeArtifacts) -> None:
     scorer = NcfScorer.from_artifacts(make_artifacts())
     np.testing.assert_allclose(np.linalg.norm(scorer.item_vectors, axis=1), 1.0, rtol=1e-5)
     assert scorer.item_vectors.flags.c_contiguous
+
+
+def test_load_makes_no_transposed_or_float64_copy_of_the_item_tables(
+    make_artifacts: MakeArtifacts,
+) -> None:
+    # Issue 16: at 1M items each [d, num_items] copy cost ~1 s of a worker's start. The
+    # catalog product takes the transposed view (BLAS's transpose flag), with the same result
+    # as a contiguous copy, and the fold-in sums VᵀV in float64 blocks over the float32 table.
+    from inference.recommender import Recommender
+    from inference.scoring import _GRAM_BLOCK_ROWS, FoldIn
+
+    artifacts = make_artifacts(model_type="gmf", num_items=300)
+    recommender = Recommender(artifacts)
+    scorer = recommender.scorer
+    assert isinstance(scorer, NcfScorer)
+    user_scaled, items = scorer.dot_product_part() or (None, None)
+    assert items is not None and user_scaled is not None
+    assert np.shares_memory(recommender.item_vectors_t, scorer.item_vectors)
+    assert scorer._fold_in is not None and np.shares_memory(scorer._fold_in.item_vectors, items)
+    users = np.arange(7)
+    np.testing.assert_array_equal(
+        scorer.logits_all_items(users),
+        user_scaled[users] @ np.ascontiguousarray(items.T) + scorer._output_bias,
+    )
+    rng = np.random.default_rng(0)
+    table = rng.normal(size=(2 * _GRAM_BLOCK_ROWS + 5, 6)).astype(np.float32)
+    fold_in = FoldIn.build(table, alpha=1.0, l2=None)
+    exact = table.astype(np.float64).T @ table.astype(np.float64)
+    np.testing.assert_allclose(fold_in.gram, exact, rtol=1e-10)
+    assert fold_in.item_vectors is table
+
+
+def test_one_tower_item_vectors_are_its_unit_rows() -> None:
+    from ncf_contract.ranking import unit_item_vectors, unit_rows
+
+    rng = np.random.default_rng(0)
+    gmf = rng.normal(size=(50, 8)).astype(np.float32)
+    gmf[3] = 0.0
+    unit = unit_item_vectors({"gmf_item_embedding": gmf})
+    np.testing.assert_array_equal(unit, unit_rows(gmf))
+    np.testing.assert_allclose(np.linalg.norm(unit[np.arange(50) != 3], axis=1), 1.0, rtol=1e-6)
+    assert not unit[3].any()  # a zero row stays zero
+    assert unit.dtype == np.float32 and unit.flags.c_contiguous

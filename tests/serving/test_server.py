@@ -379,3 +379,44 @@ def test_what_a_worker_loaded_is_frozen_out_of_the_garbage_collector() -> None:
         assert gc.get_freeze_count() >= before + len(model_like)
     finally:
         gc.unfreeze()
+
+
+def test_the_master_loads_the_model_once_and_forked_workers_search_its_index(
+    model_base_dir: Path, known_users: list[str], tmp_path: Path
+) -> None:
+    # preload_app: one load (and one FAISS index, built with every core) in the gunicorn
+    # master; both forked workers answer from it, with the approximate path's lists.
+    from inference.instances import RecommendRequest
+    from inference.recommender import Recommender
+    from inference.retrieval import RetrievalSettings
+
+    server = start_server(
+        model_base_dir, tmp_path / "serve.log", NCF_RETRIEVAL="approximate", NCF_ANN_NPROBE="2"
+    )
+    try:
+        wait_for_ping(server)
+        in_process = Recommender.from_model_dir(
+            model_base_dir / "model", retrieval=RetrievalSettings("approximate", nprobe=2)
+        )
+        assert in_process.approximate is not None
+        expected = in_process.recommend([RecommendRequest(user_id=u, k=5) for u in known_users])
+        answers: list[dict[str, object]] = []
+
+        def ask(user: str) -> None:
+            body = json.dumps({"instances": [{"user_id": user, "k": 5}]})
+            response = invoke(server, body, "application/json", timeout=20)
+            assert response.status_code == 200, response.text
+            answers.append(response.json()["predictions"][0])
+
+        threads = [threading.Thread(target=ask, args=(user,)) for user in known_users * 3]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert len(answers) == len(threads)
+        by_user = {prediction["user_id"]: prediction for prediction in expected}
+        assert all(answer == by_user[answer["user_id"]] for answer in answers)
+        assert server.log().count("approximate index:") == 1
+        assert server.log().count(" model from ") == 1
+    finally:
+        stop(server)
