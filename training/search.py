@@ -10,8 +10,11 @@ then fits for good (see ``training.trainer``). The test split is never seen.
   (EASE, iALS and their blend: seconds) before the NCF ones (minutes); then TPE
   (multivariate, grouped, so each family's own parameters are modelled
   together), seeded with ``seed``.
-- **Pruner**: a median pruner stops an epoch-by-epoch trial that scores below
-  the median of earlier trials at the same epoch, after its first epochs.
+- **Pruner**: a median pruner stops an epoch-by-epoch trial (an NCF epoch, an
+  ALS iteration) that scores below the median of the finished trials *of the
+  same family* at the same epoch, after its first epochs. Families learn at
+  different paces (ALS is near its best after a few iterations, an NCF model
+  after several epochs), so they are not judged against each other mid-fit.
 - **Budget**: ``tuning_trials`` trials and ``tuning_budget`` seconds, whichever
   ends first, counted across restarts; checked between trials and between the
   epochs of a trial (a trial past the budget is pruned once another trial has
@@ -107,6 +110,38 @@ SEARCH_SPACES: dict[str, dict[str, Suggest]] = {
         "text_max_features": _choice("text_max_features", 1000, 5000, 20000),
     },
 }
+
+
+class _TrialsOfFamily:
+    """The view of a study that ``FamilyMedianPruner`` gives Optuna's median rule."""
+
+    def __init__(self, study: optuna.Study, family: Any) -> None:
+        self._study = study
+        self._family = family
+        self.direction = study.direction
+
+    def get_trials(
+        self, deepcopy: bool = True, states: tuple[TrialState, ...] | None = None
+    ) -> list[optuna.trial.FrozenTrial]:
+        return [
+            trial
+            for trial in self._study.get_trials(deepcopy=deepcopy, states=states)
+            if trial.params.get("model_type") == self._family
+        ]
+
+
+class FamilyMedianPruner(optuna.pruners.BasePruner):
+    """Optuna's median rule among the finished trials of the trial's own family."""
+
+    def __init__(self, n_startup_trials: int, n_warmup_steps: int) -> None:
+        self._median = optuna.pruners.MedianPruner(
+            n_startup_trials=n_startup_trials, n_warmup_steps=n_warmup_steps
+        )
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        """Whether ``trial`` is below its family's median at its latest step."""
+        family_view: Any = _TrialsOfFamily(study, trial.params.get("model_type"))
+        return self._median.prune(family_view, trial)
 
 
 @dataclass
@@ -218,7 +253,7 @@ def run_search(config: TrainingConfig, dataset: Dataset, context: FitContext) ->
         sampler=optuna.samplers.TPESampler(
             seed=config.seed, multivariate=True, group=True, n_startup_trials=6
         ),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2),
+        pruner=FamilyMedianPruner(n_startup_trials=1, n_warmup_steps=2),
     )
     _requeue_interrupted(study, storage, name)
     if not study.get_trials(deepcopy=False):

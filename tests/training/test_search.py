@@ -250,3 +250,35 @@ def test_the_hybrid_joins_an_automatic_search_when_there_are_attributes() -> Non
     with_items: Any = SimpleNamespace(item_attributes=object(), user_attributes=None)
     assert searched_families(config, plain) == AUTO_FAMILIES
     assert searched_families(config, with_items) == (*AUTO_FAMILIES, "hybrid")
+
+
+def test_the_pruner_judges_a_trial_against_its_own_family_only() -> None:
+    import optuna
+    from optuna.distributions import CategoricalDistribution
+    from optuna.trial import TrialState, create_trial
+
+    from training.search import FamilyMedianPruner
+
+    families = CategoricalDistribution(["blend", "gmf"])
+
+    def trial(family: str, curve: list[float], state: TrialState) -> optuna.trial.FrozenTrial:
+        return create_trial(
+            params={"model_type": family},
+            distributions={"model_type": families},
+            value=curve[-1] if state == TrialState.COMPLETE else None,
+            intermediate_values=dict(enumerate(curve, start=1)),
+            state=state,
+        )
+
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(trial("blend", [0.80, 0.82, 0.83, 0.84], TrialState.COMPLETE))
+    study.add_trial(trial("blend", [0.79, 0.81, 0.82, 0.83], TrialState.COMPLETE))
+    pruner = FamilyMedianPruner(n_startup_trials=1, n_warmup_steps=2)
+    # A slow starter of another family is not cut by the fast family's median...
+    slow_gmf = trial("gmf", [0.55, 0.62, 0.70], TrialState.RUNNING)
+    assert not pruner.prune(study, slow_gmf)
+    # ...but by its own family's, once one of its trials has finished.
+    study.add_trial(trial("gmf", [0.60, 0.70, 0.76, 0.80], TrialState.COMPLETE))
+    assert pruner.prune(study, slow_gmf)
+    assert not pruner.prune(study, trial("gmf", [0.62, 0.72, 0.77], TrialState.RUNNING))
+    assert pruner.prune(study, trial("blend", [0.70, 0.75, 0.78], TrialState.RUNNING))
