@@ -104,14 +104,17 @@ def write_model(directory: Path, model_type: str, num_users: int, num_items: int
     )
 
 
-def measure(model_dir: Path, mode: str, requests: int) -> dict[str, float]:
+def measure(model_dir: Path, retrieval: str, requests: int) -> dict[str, float]:
     """One retrieval mode in this process (the child): load time, latency and recall."""
     from inference.instances import RecommendRequest
     from inference.recommender import Recommender
     from inference.retrieval import RetrievalSettings
+    from inference.scoring import NcfScorer
 
+    mode, candidates, nprobe = retrieval.split(":")
+    settings = RetrievalSettings(mode=mode, candidates=int(candidates), nprobe=int(nprobe))
     started = time.perf_counter()
-    recommender = Recommender.from_model_dir(model_dir, retrieval=RetrievalSettings(mode=mode))
+    recommender = Recommender.from_model_dir(model_dir, retrieval=settings)
     load_s = time.perf_counter() - started
     rng = np.random.default_rng(1)
     users = rng.integers(0, len(recommender.user_ids), requests)
@@ -128,27 +131,29 @@ def measure(model_dir: Path, mode: str, requests: int) -> dict[str, float]:
         "p99_ms": round(float(np.percentile(latencies, 99)) * 1e3, 2),
     }
     if recommender.approximate is not None:
+        assert isinstance(recommender.scorer, NcfScorer)
         exact_found = first_stage = 0
         for user, found in zip(users[:100], lists[:100], strict=False):
             logits = recommender.scorer.logits_all_items(np.array([user]))[0]
             logits[recommender.seen.row(int(user))] = -np.inf
             exact = set(np.argsort(-logits, kind="stable")[:10].tolist())
             exact_found += len(exact & set(found))
-            candidates = recommender.approximate.search(
-                recommender.query_vectors[user],
+            found_first = recommender.approximate.search(
+                recommender.scorer.first_stage_query(int(user)),
                 recommender.retrieval.candidates,
                 recommender.seen.row(int(user)),
             )
-            first_stage += len(exact & set(candidates.tolist()))
+            first_stage += len(exact & set(found_first.tolist()))
         result["recall@10"] = exact_found / (10 * min(100, len(lists)))
         result["first_stage_recall@10"] = first_stage / (10 * min(100, len(lists)))
     return result
 
 
-def run_child(model_dir: Path, mode: str, requests: int) -> dict[str, float]:
+def run_child(model_dir: Path, retrieval: str, requests: int) -> dict[str, float]:
+    """``measure`` in a child process; ``retrieval`` is ``mode:candidates:nprobe``."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     process = subprocess.Popen(
-        [sys.executable, __file__, "--child", str(model_dir), mode, str(requests)],
+        [sys.executable, __file__, "--child", str(model_dir), retrieval, str(requests)],
         env=env,
         stdout=subprocess.PIPE,
     )
@@ -156,7 +161,7 @@ def run_child(model_dir: Path, mode: str, requests: int) -> dict[str, float]:
     output = process.stdout.read()
     _, status, usage = os.wait4(process.pid, 0)
     if os.waitstatus_to_exitcode(status):
-        raise SystemExit(f"child failed for {model_dir} {mode}")
+        raise SystemExit(f"child failed for {model_dir} {retrieval}")
     return {**json.loads(output.splitlines()[-1]), "peak_rss_gb": usage.ru_maxrss / 1e6}
 
 
@@ -194,7 +199,7 @@ def memory_gb(pids: list[int]) -> tuple[float, float]:
     return pss_total / 1e6, rss_max / 1e6
 
 
-def measure_serve(model_dir: Path, mode: str) -> dict[str, float]:
+def measure_serve(model_dir: Path, mode: str, candidates: int, nprobe: int) -> dict[str, float]:
     """Start the real ``serve`` on ``model_dir``: seconds to the first healthy /ping, memory."""
     with tempfile.TemporaryDirectory() as scratch:
         base = Path(scratch) / "opt_ml"
@@ -206,6 +211,8 @@ def measure_serve(model_dir: Path, mode: str) -> dict[str, float]:
             "SAGEMAKER_BASE_DIR": str(base),
             "SAGEMAKER_BIND_TO_PORT": str(port),
             "NCF_RETRIEVAL": mode,
+            "NCF_ANN_CANDIDATES": str(candidates),
+            "NCF_ANN_NPROBE": str(nprobe),
         }
         started = time.perf_counter()
         server = subprocess.Popen(
@@ -238,6 +245,8 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=20_000)
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--cache", type=Path, default=RESULTS / "catalog-models")
+    parser.add_argument("--candidates", type=int, default=200, help="NCF_ANN_CANDIDATES")
+    parser.add_argument("--nprobe", type=int, default=32, help="NCF_ANN_NPROBE")
     parser.add_argument(
         "--serve", action="store_true", help="also time the real serve's start to /ping"
     )
@@ -248,10 +257,14 @@ def main() -> None:
             if not (model_dir / "metadata.json").exists():
                 write_model(model_dir, model_type, args.users, items)
             for mode in args.modes.split(","):
-                row = {"items": items, "model": model_type, "mode": mode}
+                row: dict[str, object] = {"items": items, "model": model_type, "mode": mode}
+                if mode != "exact":
+                    row.update(candidates=args.candidates, nprobe=args.nprobe)
                 if args.serve:
-                    row.update(measure_serve(model_dir, mode))
-                print(json.dumps({**row, **run_child(model_dir, mode, args.requests)}), flush=True)
+                    row.update(measure_serve(model_dir, mode, args.candidates, args.nprobe))
+                retrieval = f"{mode}:{args.candidates}:{args.nprobe}"
+                row.update(run_child(model_dir, retrieval, args.requests))
+                print(json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":

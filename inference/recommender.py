@@ -219,10 +219,12 @@ class Recommender:
         self.user_feature_embedding = artifacts.weights.get("user_feature_embedding")
         self.retrieval = retrieval or RetrievalSettings()
         self.approximate: ApproximateIndex | None = None
-        dot_product = self.scorer.dot_product_part() if isinstance(self.scorer, NcfScorer) else None
-        if dot_product is not None and self.retrieval.use_approximate(self.num_items, True):
-            self.query_vectors, item_vectors = dot_product
-            self.approximate = ApproximateIndex(item_vectors, self.retrieval.nprobe)
+        first_stage = (
+            self.scorer.first_stage_items() if isinstance(self.scorer, NcfScorer) else None
+        )
+        if first_stage is not None and self.retrieval.use_approximate(self.num_items, True):
+            self.approximate = ApproximateIndex(first_stage, self.retrieval.nprobe)
+        del first_stage  # the index holds its own copy
 
     @classmethod
     def from_model_dir(
@@ -339,10 +341,10 @@ class Recommender:
         if request.exclude_item_ids:
             exclude = np.concatenate([exclude, self._item_positions(request.exclude_item_ids)])
         count = max(self.retrieval.candidates, request.k)
-        candidates = self.approximate.search(self.query_vectors[user], count, exclude)
+        assert isinstance(self.scorer, NcfScorer)  # the index is only built for NCF scorers
+        candidates = self.approximate.search(self.scorer.first_stage_query(user), count, exclude)
         if len(candidates) < min(request.k, self.num_items - len(np.unique(exclude))):
             return None
-        assert isinstance(self.scorer, NcfScorer)  # the index is only built for NCF scorers
         logits = self.scorer.logits_pairs(np.full(len(candidates), user), candidates)
         positions, values = _top_k_row(logits, request.k)
         return {

@@ -7,23 +7,32 @@ before the top-k. Past ``APPROXIMATE_FROM_ITEMS`` items (``auto``) recommend
 requests take two stages instead:
 
 1. **Candidates** from a FAISS inverted-file index (``IndexIVFFlat``, inner
-   product) over the GMF item embeddings, queried with the user's GMF
-   embedding pre-scaled by the output kernel, so the index's inner product *is*
-   the GMF part of the logit. The user's seen items (and the request's
-   ``exclude_item_ids``) never come back: a short exclusion list by fetching that
-   many more candidates and dropping them, a long one (a heavy user) inside the
-   search (``IDSelectorNot``), so a heavy user still gets a full candidate list.
+   product) over the model's first-stage item vectors
+   (``NcfScorer.first_stage_items``), queried with the user's first-stage vector
+   (``NcfScorer.first_stage_query``). For gmf, ials and hybrid (item bias as one more
+   dimension) and for NeuMF without hidden layers the inner product *is* the logit,
+   up to a per-user constant. For NeuMF with hidden layers it is the GMF part plus a
+   linear stand-in for the MLP tower: the items' first-layer terms are indexed beside
+   the GMF vectors, and the query carries the user's mean gradient of the tower over
+   a fixed sample of items. On ``benchmarks/serve_catalog.py``'s worst case (1M items,
+   an MLP tower independent of the GMF tower) 200 candidates held 53% of the exact
+   top 10 with the GMF part alone and 96% with the stand-in (BENCHMARKS.md).
+   The user's seen items (and the request's ``exclude_item_ids``) never come back:
+   a short exclusion list by fetching that many more candidates and dropping them,
+   a long one (a heavy user) inside the search (``IDSelectorNot``), so a heavy user
+   still gets a full candidate list.
 2. **Exact re-scoring** of those candidates by the model (``NcfScorer.logits_pairs``):
-   for GMF the same inner products plus the bias; for NeuMF the full score, MLP
-   tower included, which is not a dot product: the GMF part only chooses the
-   candidates, and ``benchmarks/serve_catalog.py`` measures how many of the
-   brute-force top 10 survive that first stage (recall@10).
+   the full score, MLP tower included, so the first stage only chooses the
+   candidates; ``benchmarks/serve_catalog.py`` measures how many of the brute-force
+   top 10 survive it (recall@10).
 
-The index is built when the worker loads the model (k-means on a sample of
+The index is built when the model is loaded (k-means on a sample of
 ``TRAIN_SAMPLE_PER_LIST`` items per list, then every item assigned), with all
 cores; searches run on one thread (``faiss.omp_set_num_threads(1)``: one request
-per gthread thread). Memory: the index holds one float32 copy of the GMF item
-embeddings (``num_items x d x 4`` bytes; 256 MB at 1M x 64) plus its centroids.
+per gthread thread). Memory: the index holds one float32 copy of the first-stage item
+vectors (``num_items x D x 4`` bytes: 256 MB at 1M x 64 for GMF, 384 MB for NeuMF
+with GMF 64 and a 32-wide first MLP layer) plus its centroids. ``serve`` builds it once,
+in the gunicorn master, and the workers share it (``inference.server``).
 
 MLP-only models have no dot-product part to index: they are always scored
 exactly. Requests that restrict the candidates (``candidate_item_ids``) or

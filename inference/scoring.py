@@ -88,6 +88,9 @@ FOLD_IN_RELATIVE_L2 = 0.1
 _MLP_BLOCK_ROWS = 16_384
 #: Items per float64 block when summing the fold-in's ``VᵀV`` (4 MB at d = 64).
 _GRAM_BLOCK_ROWS = 8_192
+#: Items (a fixed random sample) over which a user's MLP tower is linearised for the
+#: approximate first stage (``NcfScorer.first_stage_query``).
+LINEARISATION_SAMPLE = 256
 
 
 def _f32(array: np.ndarray) -> np.ndarray:
@@ -127,6 +130,24 @@ class _MlpTower:
             hidden += bias
             self._relu(hidden)
         return hidden @ self.output_kernel
+
+    def mean_gradient(self, first_layer: np.ndarray) -> np.ndarray:
+        """``[L0]``: the mean over rows of d(MLP logit) / d(first-layer pre-activation).
+
+        The tower is piecewise linear (ReLU), so each row's gradient is its active units'
+        path through the kernels; the mean over a sample of items is the slope of the
+        least-squares-like linear stand-in for the tower that the first stage indexes.
+        """
+        masks = [first_layer > 0]
+        hidden = np.maximum(first_layer, np.float32(0.0))
+        for kernel, bias in zip(self.kernels, self.biases, strict=True):
+            hidden = hidden @ kernel + bias
+            masks.append(hidden > 0)
+            np.maximum(hidden, np.float32(0.0), out=hidden)
+        gradient = masks[-1] * self.output_kernel
+        for kernel, mask in zip(reversed(self.kernels), reversed(masks[:-1]), strict=True):
+            gradient = (gradient @ kernel.T) * mask
+        return np.asarray(gradient.mean(axis=0), dtype=np.float32)
 
 
 class Scorer(Protocol):
@@ -242,6 +263,12 @@ class NcfScorer:
         self._fold_in = fold_in
         self._gmf_kernel = gmf_kernel
         self._item_bias = item_bias
+        self._linearisation_rows = None
+        if mlp is not None:
+            sample = np.random.default_rng(0).choice(
+                num_items, min(num_items, LINEARISATION_SAMPLE), replace=False
+            )
+            self._linearisation_rows = mlp.item_first[np.sort(sample)]
 
     @classmethod
     def from_artifacts(cls, artifacts: ModelArtifacts, family: str | None = None) -> NcfScorer:
@@ -335,15 +362,44 @@ class NcfScorer:
             item_bias=_f32(weights["item_bias"]) if "item_bias" in weights else None,
         )
 
-    def dot_product_part(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """``(user [num_users, d], item [num_items, d])`` whose inner product is the GMF logit part.
+    def first_stage_items(self) -> np.ndarray | None:
+        """``[num_items, D]`` float32 item vectors for the approximate first stage's index.
 
-        ``None`` for a model without a GMF part (MLP only). ``inference.retrieval`` indexes the
-        item side to find candidates for exact re-scoring.
+        Their inner product with ``first_stage_query(u)`` is, up to a per-user constant
+        (which does not change a user's ranking):
+
+        - gmf / ials: the logit exactly (``gmf_item``; D = d);
+        - hybrid: the logit exactly (``[gmf_item, item_bias]``, the query's last entry 1);
+        - neumf without hidden layers: the logit exactly (``[gmf_item, mlp_item_linear]``);
+        - neumf with hidden layers: the GMF part exactly plus a linear stand-in for the MLP
+          tower (``[gmf_item, item_first]``, D = d + L0): the tower's output is piecewise
+          linear in the item's first-layer term ``item_first[i]``, and the query carries the
+          user's mean gradient over a fixed sample of ``LINEARISATION_SAMPLE`` items.
+
+        ``None`` for a model without a GMF part (MLP only; always scored exactly).
+        ``inference.retrieval`` indexes these and re-scores the candidates exactly.
         """
-        if self._gmf_user_scaled is None or self._gmf_item is None:
+        if self._gmf_item is None:
             return None
-        return self._gmf_user_scaled, self._gmf_item
+        parts = [self._gmf_item]
+        for column in (self._item_bias, self._mlp_item_linear):
+            if column is not None:
+                parts.append(column[:, None])
+        if self._mlp is not None:
+            parts.append(self._mlp.item_first)
+        return parts[0] if len(parts) == 1 else _f32(np.concatenate(parts, axis=1))
+
+    def first_stage_query(self, user: int) -> np.ndarray:
+        """``[D]`` float32: user ``user``'s query for ``first_stage_items`` (see there)."""
+        assert self._gmf_user_scaled is not None, "first_stage_items is None for this model"
+        parts = [self._gmf_user_scaled[user]]
+        for column in (self._item_bias, self._mlp_item_linear):
+            if column is not None:
+                parts.append(np.ones(1, np.float32))
+        if self._mlp is not None and self._linearisation_rows is not None:
+            first = self._mlp.user_first[user] + self._linearisation_rows
+            parts.append(self._mlp.mean_gradient(first))
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def activate(self, logits: np.ndarray) -> np.ndarray:
         """Scores from logits: the sigmoid for implicit models, identity otherwise."""

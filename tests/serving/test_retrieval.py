@@ -3,6 +3,8 @@ construction, seen and excluded items never returned, and the choice by catalog 
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import serving_support
@@ -10,7 +12,9 @@ import serving_support
 from inference.instances import RecommendRequest
 from inference.recommender import Recommender
 from inference.retrieval import APPROXIMATE_FROM_ITEMS, ApproximateIndex, RetrievalSettings
+from inference.scoring import NcfScorer
 from inference.settings import ServingSettings, SettingsError
+from ncf_contract.model_dir import ModelArtifacts
 
 random_artifacts = serving_support.random_artifacts
 
@@ -68,7 +72,8 @@ def test_seen_and_excluded_items_are_never_returned() -> None:
     # A search that excludes the index's whole neighbourhood gives way to the exact path.
     index = recommender.approximate
     assert index is not None
-    query = recommender.query_vectors[0]
+    assert isinstance(recommender.scorer, NcfScorer)
+    query = recommender.scorer.first_stage_query(0)
     assert len(index.search(query, 5, np.arange(1_000))) == 0
 
 
@@ -101,3 +106,65 @@ def test_settings_read_the_retrieval_variables(tmp_path) -> None:
     assert ServingSettings.from_env({"SAGEMAKER_BASE_DIR": str(tmp_path)}).retrieval.mode == "auto"
     with pytest.raises(SettingsError, match="NCF_RETRIEVAL"):
         ServingSettings.from_env({"SAGEMAKER_BASE_DIR": str(tmp_path), "NCF_RETRIEVAL": "fast"})
+
+
+def _with_item_bias(artifacts: ModelArtifacts) -> ModelArtifacts:
+    """The GMF artifacts as a hybrid model: the same vectors plus a per-item bias."""
+    bias = np.random.default_rng(1).normal(size=artifacts.num_items).astype(np.float32)
+    return dataclasses.replace(
+        artifacts,
+        metadata=dataclasses.replace(artifacts.metadata, model_type="hybrid"),
+        weights={**artifacts.weights, "item_bias": bias},
+    )
+
+
+@pytest.mark.parametrize(
+    "artifacts",
+    [
+        random_artifacts(model_type="gmf", num_items=400),
+        _with_item_bias(random_artifacts(model_type="gmf", num_items=400)),
+        random_artifacts(model_type="neumf", num_items=400, layers=()),
+    ],
+    ids=["gmf", "hybrid", "neumf-no-hidden-layer"],
+)
+def test_a_linear_model_s_first_stage_inner_product_is_its_logit(
+    artifacts: ModelArtifacts,
+) -> None:
+    # Up to a per-user constant, which leaves each user's ranking as it is.
+    scorer = NcfScorer.from_artifacts(artifacts)
+    items = scorer.first_stage_items()
+    assert items is not None
+    for user in range(artifacts.num_users):
+        gap = items @ scorer.first_stage_query(user) - scorer.logits_all_items(np.array([user]))[0]
+        np.testing.assert_allclose(gap, gap[0], atol=1e-5)
+
+
+def test_neumf_first_stage_follows_the_mlp_tower_not_only_the_gmf_part() -> None:
+    # A NeuMF whose ranking the MLP tower decides (GMF vectors shrunk): the GMF part alone
+    # picks nearly random candidates; with its linear stand-in for the tower, 50 candidates
+    # of 2,000 hold most of the exact top 10.
+    artifacts = random_artifacts(model_type="neumf", num_users=40, num_items=2_000, mlp_dim=8)
+    weights = dict(artifacts.weights)
+    weights["gmf_item_embedding"] = 0.05 * weights["gmf_item_embedding"]
+    artifacts = dataclasses.replace(artifacts, weights=weights)
+    scorer = NcfScorer.from_artifacts(artifacts)
+    items = scorer.first_stage_items()
+    assert items is not None and items.shape[1] == 4 + 8  # [gmf (4), first MLP layer (8)]
+    found = {"linearised": 0, "gmf part": 0}
+    for user in range(40):
+        best = set(np.argsort(-scorer.logits_all_items(np.array([user]))[0])[:10].tolist())
+        query = scorer.first_stage_query(user)
+        for name, inner in (("linearised", items @ query), ("gmf part", items[:, :4] @ query[:4])):
+            found[name] += len(best & set(np.argsort(-inner)[:50].tolist()))
+    assert found["linearised"] / 400 >= 0.8  # 0.86
+    assert found["gmf part"] / 400 <= 0.1  # 0.015
+    # Through the index (every list searched) and exact re-scoring: the exact lists.
+    every = RetrievalSettings(mode="approximate", candidates=50, nprobe=1_000)
+    approximate = Recommender(artifacts, retrieval=every)
+    exact = Recommender(artifacts, retrieval=RetrievalSettings(mode="exact"))
+    requests = [RecommendRequest(user_id=f"u{n}", k=10) for n in range(40)]
+    overlap = sum(
+        len(set(a) & set(e))
+        for a, e in zip(lists(approximate, requests), lists(exact, requests), strict=True)
+    )
+    assert overlap / 400 >= 0.8

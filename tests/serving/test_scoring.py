@@ -112,8 +112,9 @@ def test_load_makes_no_transposed_or_float64_copy_of_the_item_tables(
     recommender = Recommender(artifacts)
     scorer = recommender.scorer
     assert isinstance(scorer, NcfScorer)
-    user_scaled, items = scorer.dot_product_part() or (None, None)
+    user_scaled, items = scorer._gmf_user_scaled, scorer.first_stage_items()
     assert items is not None and user_scaled is not None
+    assert items is scorer._gmf_item  # GMF: the index's vectors are the embeddings themselves
     assert np.shares_memory(recommender.item_vectors_t, scorer.item_vectors)
     assert scorer._fold_in is not None and np.shares_memory(scorer._fold_in.item_vectors, items)
     users = np.arange(7)
