@@ -115,3 +115,23 @@ def test_regularisation_penalises_only_the_looked_up_rows() -> None:
     assert float(sum(keras.ops.convert_to_numpy(loss) for loss in model.losses)) == (
         pytest.approx(float(kernel_penalty), rel=1e-5)
     )
+
+
+@pytest.mark.parametrize("examples", [10, 12, 3])
+def test_pre_batched_epochs_hold_the_same_batches_as_per_example_batching(examples: int) -> None:
+    import tensorflow as tf
+
+    from training.families.ncf import batched_dataset
+
+    rng = np.random.default_rng(0)
+    arrays = (
+        (np.arange(examples, dtype=np.int32), rng.integers(0, 9, examples).astype(np.int32)),
+        rng.random((examples, 1)).astype(np.float32),
+        rng.random(examples).astype(np.float32),
+    )
+    expected = list(tf.data.Dataset.from_tensor_slices(arrays).batch(4).as_numpy_iterator())
+    found = list(batched_dataset(arrays, 4).as_numpy_iterator())
+    assert len(found) == len(expected) == -(-examples // 4)
+    for got, want in zip(found, expected, strict=True):
+        for got_array, want_array in zip(tf.nest.flatten(got), tf.nest.flatten(want), strict=True):
+            np.testing.assert_array_equal(got_array, want_array)

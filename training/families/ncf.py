@@ -209,6 +209,28 @@ class _StopOnFlag(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+def batched_dataset(arrays: Any, batch_size: int) -> tf.data.Dataset:
+    """``arrays`` (a nested tuple of equal-length arrays) in order, in batches of ``batch_size``.
+
+    The batches are cut by NumPy reshapes (``[batches, batch_size, ...]`` views) and the
+    last, shorter batch appended, so tf.data hands out one ready batch per element: the
+    same batches as ``from_tensor_slices(arrays).batch(batch_size)``, whose per-example
+    batching took one of this machine's two cores at ~0.8M examples/s (issue 16) where
+    this serves ~14M/s.
+    """
+    flat = tf.nest.flatten(arrays)
+    total = len(flat[0])
+    full = total // batch_size * batch_size
+    blocks = [array[:full].reshape(-1, batch_size, *array.shape[1:]) for array in flat]
+    data = tf.data.Dataset.from_tensor_slices(tf.nest.pack_sequence_as(arrays, blocks))
+    if full < total:
+        tail = [array[full:] for array in flat]
+        data = data.concatenate(
+            tf.data.Dataset.from_tensors(tf.nest.pack_sequence_as(arrays, tail))
+        )
+    return data.prefetch(tf.data.AUTOTUNE)
+
+
 def fit_one_epoch(
     model: keras.Model, examples: Examples, batch_size: int, stop_flag: StopFlag
 ) -> float:
@@ -222,9 +244,8 @@ def fit_one_epoch(
     labels = targets.astype(np.float32).reshape(-1, 1)
     # Keras applies sample weights (recency_half_life) as the third element of each batch.
     slices = (inputs, labels) if weights is None else (inputs, labels, weights.astype(np.float32))
-    data = tf.data.Dataset.from_tensor_slices(slices).batch(batch_size).prefetch(tf.data.AUTOTUNE)
     history = model.fit(
-        data,
+        batched_dataset(slices, batch_size),
         epochs=1,
         verbose=0,
         shuffle=False,
