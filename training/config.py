@@ -99,6 +99,7 @@ class TrainingConfig:
         default=MULTI_WORKER_MIRRORED, metadata=_choice(MULTI_WORKER_MIRRORED, CHIEF_ONLY)
     )
     learning_rate_scaling: str = field(default="auto", metadata=_choice(*LEARNING_RATE_SCALINGS))
+    collective_timeout: float = field(default=300.0, metadata=_float(0.0))
     min_rating: float | None = field(default=None, metadata=_OPTIONAL_FLOAT)
     user_column: str = field(default="user_id", metadata=_STR)
     item_column: str = field(default="item_id", metadata=_STR)

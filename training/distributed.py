@@ -20,10 +20,23 @@ every worker takes the same number of steps per epoch (its shard repeats or is c
 by at most one user's examples), as the collectives require.
 
 After every call the workers agree, by one scalar all-reduce, whether any of
-them received SIGTERM, so all stop after the same step. A worker that dies is
-noticed by the strategy's heartbeats: the collectives of the others fail with
-``UnavailableError`` within seconds, which becomes a ``WorkerLostError`` naming
-the host (``collective_failures``).
+them received SIGTERM, so all stop after the same step. A worker that dies, or
+stops altogether (SIGSTOP), is noticed by the coordination service's heartbeats:
+the collectives of the others fail with ``UnavailableError`` within seconds. A
+worker that is alive but stuck (its heartbeats go on, it never reaches the next
+collective) is caught by the collective timeout, ``collective_timeout`` seconds
+(``tf.distribute.experimental.CommunicationOptions``): the others' collective
+fails with ``DeadlineExceededError``. Either becomes a ``WorkerLostError`` naming
+the host (``Distribution.failures``). Only a worker waiting for the chief's work
+alone (a search trial of a family that does not distribute, the chief's test and
+export) waits without a timeout (``wait=True``): that work takes as long as it
+takes, and a chief that dies still ends the wait through the heartbeats.
+
+``Distribution.broadcast`` hands the chief's decisions (a search trial's settings,
+prune or continue after each epoch) to every worker on the same collectives: an
+all-reduce of a fixed-size int32 tensor that the chief fills with the message's
+JSON and every other host leaves zero, with one more slot in which every host
+counts its SIGTERM, so every host learns of a stop at the same message.
 """
 
 from __future__ import annotations
@@ -32,7 +45,7 @@ import contextlib
 import json
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +61,10 @@ logger = logging.getLogger(__name__)
 
 #: Batches per call into the compiled distributed step (as ``STEPS_PER_EXECUTION`` in ``fit``).
 STEPS_PER_CALL = 16
+#: The longest message ``Distribution.broadcast`` carries, in bytes of JSON.
+MESSAGE_BYTES = 16_384
+#: Per-call options of a collective that waits for the chief's work alone: no timeout.
+_NO_TIMEOUT = tf.distribute.experimental.CommunicationOptions(timeout_seconds=0)
 
 
 @dataclass(frozen=True)
@@ -61,6 +78,7 @@ class Distribution:
 
     strategy: tf.distribute.Strategy
     cluster: Cluster
+    collective_timeout: float = 0.0
 
     @property
     def num_replicas(self) -> int:
@@ -76,14 +94,63 @@ class Distribution:
         """Create variables (model, optimiser) under this; they are mirrored on every replica."""
         return self.strategy.scope()
 
-    def _all_reduce_sum(self, value: float) -> float:
-        """The sum over replicas of ``value`` (a collective every worker must call)."""
-        return float(_sum_over_replicas(self.strategy, tf.constant(value, tf.float32)))
+    def failures(self, what: str) -> contextlib.AbstractContextManager[None]:
+        """Turn a collective that failed because a peer died or hung into a ``WorkerLostError``."""
+        return collective_failures(self.cluster, what, self.collective_timeout)
 
-    def barrier(self, what: str) -> None:
-        """Wait until every worker gets here (a scalar all-reduce)."""
-        with collective_failures(self.cluster, what):
-            self._all_reduce_sum(1.0)
+    def _all_reduce_sum(self, value: float, wait: bool = False) -> float:
+        """The sum over replicas of ``value`` (a collective every worker must call)."""
+        summed = _sum_over_replicas(
+            self.strategy, tf.constant([value], tf.float32), _NO_TIMEOUT if wait else None
+        )
+        return float(summed[0])
+
+    def barrier(self, what: str, wait: bool = False) -> None:
+        """Wait until every worker gets here (a scalar all-reduce).
+
+        Args:
+            what: For error messages.
+            wait: This host waits for the chief's work alone: no collective timeout.
+        """
+        with self.failures(what):
+            self._all_reduce_sum(1.0, wait)
+
+    def broadcast(
+        self, message: Mapping[str, Any] | None, stop_flag: StopFlag, what: str, wait: bool = False
+    ) -> tuple[dict[str, Any], bool]:
+        """The chief's ``message`` on every host, and whether any host's ``stop_flag`` is set.
+
+        Every host must call it at the same point: the chief with the message, the
+        others with ``None``. When any host got SIGTERM, every host's ``stop_flag``
+        is set on return.
+
+        Args:
+            message: The chief's JSON-serialisable message (``None`` elsewhere).
+            stop_flag: This host's SIGTERM flag.
+            what: For error messages.
+            wait: This host waits for the chief's work alone: no collective timeout.
+
+        Raises:
+            ValueError: The chief's message is longer than ``MESSAGE_BYTES`` as JSON.
+            WorkerLostError: Another host stopped answering.
+        """
+        slots = np.zeros(MESSAGE_BYTES + 2, dtype=np.int32)
+        if self.is_chief:
+            encoded = json.dumps(message).encode()
+            if len(encoded) > MESSAGE_BYTES:
+                raise ValueError(f"a broadcast message is {len(encoded)} > {MESSAGE_BYTES} bytes")
+            slots[1] = len(encoded)
+            slots[2 : 2 + len(encoded)] = np.frombuffer(encoded, dtype=np.uint8)
+        slots[0] = 1 if stop_flag else 0
+        with self.failures(what):
+            summed = _broadcast_from_first_replica(
+                self.strategy, tf.constant(slots), _NO_TIMEOUT if wait else None
+            ).numpy()
+        stopped = bool(summed[0] > 0)
+        if stopped:
+            stop_flag.set()
+        received = summed[2 : 2 + summed[1]].astype(np.uint8).tobytes()
+        return json.loads(received), stopped
 
     def check_same_start(self, epoch: int) -> None:
         """Refuse to train when the workers resumed from different epochs.
@@ -91,7 +158,7 @@ class Distribution:
         Raises:
             ConfigError: Some host resumed from another checkpoint (or none).
         """
-        with collective_failures(self.cluster, "comparing checkpoints"):
+        with self.failures("comparing checkpoints"):
             total = self._all_reduce_sum(float(epoch))
         if not math.isclose(total, epoch * self.num_replicas):
             raise ConfigError(
@@ -102,21 +169,48 @@ class Distribution:
 
 
 @tf.function
-def _sum_over_replicas(strategy: tf.distribute.Strategy, value: tf.Tensor) -> tf.Tensor:
+def _sum_over_replicas(
+    strategy: tf.distribute.Strategy, value: tf.Tensor, options: Any = None
+) -> tf.Tensor:
     def replica_sum(local: tf.Tensor) -> tf.Tensor:
         # tf.identity places the value on the replica's device; the collective needs that.
         context = tf.distribute.get_replica_context()
-        return context.all_reduce(tf.distribute.ReduceOp.SUM, tf.identity(local))
+        return context.all_reduce(tf.distribute.ReduceOp.SUM, tf.identity(local), options=options)
 
     per_replica = strategy.run(replica_sum, args=(value,))
     return strategy.experimental_local_results(per_replica)[0]
 
 
-def make_distribution(cluster: Cluster, tf_config_json: str | None) -> Distribution | None:
+@tf.function
+def _broadcast_from_first_replica(
+    strategy: tf.distribute.Strategy, slots: tf.Tensor, options: Any = None
+) -> tf.Tensor:
+    """``slots[1:]`` of replica 0 (the chief's first device) everywhere; ``slots[0]`` summed."""
+
+    def replica_sum(local: tf.Tensor) -> tf.Tensor:
+        context = tf.distribute.get_replica_context()
+        # Every replica of a host is handed the host's slots: keep the message of one.
+        first = tf.cast(tf.equal(context.replica_id_in_sync_group, 0), tf.int32)
+        counted = tf.concat([local[:1], local[1:] * first], axis=0)
+        return context.all_reduce(tf.distribute.ReduceOp.SUM, counted, options=options)
+
+    per_replica = strategy.run(replica_sum, args=(slots,))
+    return strategy.experimental_local_results(per_replica)[0]
+
+
+def make_distribution(
+    cluster: Cluster, tf_config_json: str | None, collective_timeout: float = 0.0
+) -> Distribution | None:
     """The strategy for this job (see the module docstring), or ``None`` for none.
 
     Call before any other TensorFlow operation: ``MultiWorkerMirroredStrategy``
     starts this host's gRPC server and must exist before the runtime initialises.
+
+    Args:
+        cluster: The job's hosts.
+        tf_config_json: ``TF_CONFIG`` from the environment, if any.
+        collective_timeout: Seconds a collective across hosts may wait for a peer
+            (0: no limit); see the module docstring.
 
     Raises:
         ConfigError: A given ``TF_CONFIG`` does not match the job's hosts.
@@ -136,8 +230,13 @@ def make_distribution(cluster: Cluster, tf_config_json: str | None) -> Distribut
             spec["cluster"]["worker"],
             cluster.chief,
         )
-        strategy = tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
-        return Distribution(strategy, cluster)
+        strategy = tf.distribute.MultiWorkerMirroredStrategy(
+            cluster_resolver=resolver,
+            communication_options=tf.distribute.experimental.CommunicationOptions(
+                timeout_seconds=collective_timeout or None
+            ),
+        )
+        return Distribution(strategy, cluster, collective_timeout)
     gpus = tf.config.list_physical_devices("GPU")
     if len(gpus) > 1:
         logger.info("MirroredStrategy over %d GPUs", len(gpus))
@@ -165,13 +264,26 @@ def _worker_spec(cluster: Cluster, tf_config_json: str | None) -> dict[str, Any]
 
 
 @contextlib.contextmanager
-def collective_failures(cluster: Cluster, what: str) -> Iterator[None]:
-    """Turn a collective that failed because a peer died into a ``WorkerLostError``."""
+def collective_failures(
+    cluster: Cluster, what: str, collective_timeout: float = 0.0
+) -> Iterator[None]:
+    """Turn a collective that failed because a peer died or hung into a ``WorkerLostError``.
+
+    A peer that died is named by the error. A timeout names no one (every peer still
+    answers heartbeats; one of them never reached the collective): the other hosts are
+    named, which on two hosts is exactly the one that hung.
+    """
     try:
         yield
-    except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError) as error:
+    except tf.errors.UnavailableError as error:
         hosts = lost_hosts(str(error), cluster) or ["another host"]
         raise WorkerLostError(hosts, cluster.current_host, what) from error
+    except tf.errors.DeadlineExceededError as error:
+        hosts = lost_hosts(str(error), cluster) or [
+            host for host in cluster.hosts if host != cluster.current_host
+        ]
+        waited = f" (no answer within collective_timeout={collective_timeout:g} s)"
+        raise WorkerLostError(hosts, cluster.current_host, what + waited) from error
 
 
 class DistributedSteps:
@@ -240,7 +352,7 @@ class DistributedSteps:
                 .prefetch(tf.data.AUTOTUNE)
             )
 
-        with collective_failures(self.distribution.cluster, what):
+        with self.distribution.failures(what):
             iterator = iter(strategy.distribute_datasets_from_function(worker_dataset))
             self.model.reset_metrics()
             done, stopped = 0, False

@@ -35,8 +35,9 @@ class WorkerLostError(UserFacingError):
 
     def __init__(self, hosts: list[str], current_host: str, what: str) -> None:
         self.hosts = hosts
+        who = f"host {hosts[0]}" if len(hosts) == 1 else f"one or more of hosts {', '.join(hosts)}"
         super().__init__(
-            f"host {', '.join(hosts)} stopped answering during {what} (it failed or was "
+            f"{who} stopped answering during {what} (it failed or was "
             f"stopped; its own log and output/failure say why), so host {current_host} ends "
             "the job without a model; the last checkpoint is where a new job resumes"
         )

@@ -23,8 +23,11 @@ trains its share under ``MultiWorkerMirroredStrategy``; the chief (the first hos
 alone tests the model and writes ``model/``, ``output/data/`` and checkpoints, while
 the others wait for it and exit 0. A failure names its host in ``output/failure``;
 a host that dies makes the others fail within seconds with a ``WorkerLostError``
-naming it; a SIGTERM on any host stops every one after the same step. A family that
-does not distribute (or ``distribution=chief_only``) trains on the chief alone and
+naming it; a SIGTERM on any host stops every one after the same step. The
+hyperparameter search runs its NCF trials and the refit under the strategy on every
+host, the chief driving it (``training.search``); its other trials run on the chief
+alone while the others wait. A job that can train nothing across hosts (a family that
+does not distribute, or ``distribution=chief_only``) trains on the chief alone and
 the other hosts exit at once, saying so: never N copies of the same run.
 """
 
@@ -79,28 +82,31 @@ def _write_failure(env: Environment | None, base_dir: Path, text: str) -> None:
         logger.exception("could not write %s", path)
 
 
+def _may_distribute(config: TrainingConfig) -> bool:
+    """Whether anything this job fits trains under a strategy (a search trial, or the fit)."""
+    from training.families import distributes
+    from training.search import searched_families
+
+    if config.searches:
+        return any(distributes(family) for family in searched_families(config))
+    return distributes(config.family)
+
+
 def _trains_across_hosts(env: Environment, config: TrainingConfig, cluster: Cluster) -> bool:
     """Whether this job trains data-parallel across its hosts (logs who trains otherwise).
 
     Raises:
         ConfigError: A multi-worker job's train channel is sharded by S3 key.
     """
-    from training.families import distributes
-
     if not cluster.multi_host:
         return False
-    if config.distribution != CHIEF_ONLY and not config.searches and distributes(config.family):
+    if config.distribution != CHIEF_ONLY and _may_distribute(config):
         check_train_replicated(env.input_data_config)
         return True
     if config.distribution == CHIEF_ONLY:
         why = "distribution=chief_only"
-    elif config.searches:
-        why = (
-            "the hyperparameter search (tuning=auto) runs on one host; set tuning=off (with the "
-            "settings to train) to train across instances"
-        )
     else:
-        why = f"model_type {config.family} does not train across instances"
+        why = f"model_type {config.model_type} does not train across instances"
     if cluster.is_chief:
         logger.info("%s: this host (the chief) trains alone on %d instances", why, len(env.hosts))
     else:
@@ -204,14 +210,13 @@ def run(env: Environment, started: float) -> int:
     data_seconds = time.perf_counter() - started
 
     from training import export, report, trainer  # TensorFlow loads here, once the input is valid
-    from training.families import distributes
 
     distribution = None
-    if distributes(config.family) and not config.searches:
+    if _may_distribute(config):
         from training.distributed import make_distribution
 
         local = cluster if distributed else Cluster.of([env.current_host], env.current_host)
-        distribution = make_distribution(local, env.tf_config)
+        distribution = make_distribution(local, env.tf_config, config.collective_timeout)
         stop_on_sigterm(stop_flag)  # the strategy's coordination service took SIGTERM over
     result = trainer.train(
         config,
@@ -224,7 +229,7 @@ def run(env: Environment, started: float) -> int:
     )
     if distribution is not None and not distribution.is_chief:
         if not result.stopped:
-            distribution.barrier("the chief's export (this host waits for it)")
+            distribution.barrier("the chief's export (this host waits for it)", wait=True)
         logger.info(
             "host %s is done; the chief %s writes the model",
             env.current_host,

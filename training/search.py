@@ -27,6 +27,14 @@ then fits for good (see ``training.trainer``). The test split is never seen.
   job restarted with the same checkpoint location continues the search:
   finished trials are not redone, and a trial that was cut off is run again
   from its own checkpoint (each trial checkpoints under a key of its settings).
+- **Several hosts** (``training.distributed``): the chief alone drives Optuna
+  and writes the journal. Each trial of a family that distributes (the NCF
+  families) runs under the strategy on every host: the chief broadcasts the
+  trial's settings, then after every epoch its prune-or-continue decision, on
+  TensorFlow's collectives (``Distribution.broadcast``); the other hosts follow
+  (``follow_search``). A trial of any other family runs on the chief alone while
+  the others wait, and both logs say so. The search ends with one more message,
+  the chosen settings, so that every host runs the refit under the strategy.
 """
 
 from __future__ import annotations
@@ -38,7 +46,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.storages import JournalStorage
@@ -50,8 +58,11 @@ from ncf_contract.metric_lines import format_metric_line
 from training.config import AUTO, TrainingConfig
 from training.dataset import Dataset
 from training.errors import TrainingDivergedError, UserFacingError
-from training.families import FitContext, family_for
-from training.objectives import objective_for
+from training.families import FitContext, distributes, family_for
+from training.objectives import Objective, objective_for
+
+if TYPE_CHECKING:
+    from training.distributed import Distribution
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +75,9 @@ AUTO_FAMILIES: tuple[str, ...] = tuple(
 )
 
 Suggest = Callable[[optuna.Trial], Any]
+
+#: The messages of a search across hosts: the ``op`` of each ``Distribution.broadcast``.
+TRIAL, ALONE, CONTINUE, PRUNE, DONE = "trial", "alone", "continue", "prune", "done"
 
 
 def _log_float(name: str, low: float, high: float) -> Suggest:
@@ -158,9 +172,11 @@ class SearchResult:
         checkpoint_dir: Where the best trial checkpointed (its fit can be reloaded).
         stopped: A SIGTERM stopped the search.
         seconds: Search time so far, across restarts.
+        params: The best trial's settings (``model_type`` and the searched values).
     """
 
     config: TrainingConfig
+    params: dict[str, Any] = field(default_factory=dict)
     best_trial: int = -1
     best_epoch: int = 0
     validation: dict[str, float] = field(default_factory=dict)
@@ -219,7 +235,9 @@ def trial_key(params: Mapping[str, Any]) -> str:
 def study_name(config: TrainingConfig, dataset: Dataset) -> str:
     """Names the study after everything that makes its trials comparable."""
     settings = {
-        k: v for k, v in config.to_json().items() if k not in ("tuning_budget", "tuning_trials")
+        k: v
+        for k, v in config.to_json().items()
+        if k not in ("tuning_budget", "tuning_trials", "collective_timeout")
     }
     settings["data"] = dataset.statistics()
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
@@ -239,7 +257,14 @@ def _trial_record(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
 
 
 def run_search(config: TrainingConfig, dataset: Dataset, context: FitContext) -> SearchResult:
-    """Search on the validation split within the budget; see the module docstring."""
+    """Search on the validation split within the budget; see the module docstring.
+
+    On a host other than the chief of a multi-host job, follow the chief's search
+    instead (``follow_search``).
+    """
+    link = _across_hosts(context)
+    if link is not None and not link.is_chief:
+        return follow_search(config, dataset, context, link)
     search_dir = context.checkpoint_dir / SEARCH_DIR
     search_dir.mkdir(parents=True, exist_ok=True)
     storage = JournalStorage(JournalFileBackend(str(search_dir / JOURNAL_FILE)))
@@ -250,10 +275,14 @@ def run_search(config: TrainingConfig, dataset: Dataset, context: FitContext) ->
         storage=storage,
         load_if_exists=True,
         direction="maximize" if maximize else "minimize",
-        sampler=optuna.samplers.TPESampler(
-            seed=config.seed, multivariate=True, group=True, n_startup_trials=6
-        ),
         pruner=FamilyMedianPruner(n_startup_trials=1, n_warmup_steps=2),
+    )
+    # Seeded by the trials so far too: a restarted search does not draw its first settings again.
+    study.sampler = optuna.samplers.TPESampler(
+        seed=config.seed + len(study.get_trials(deepcopy=False)),
+        multivariate=True,
+        group=True,
+        n_startup_trials=6,
     )
     _requeue_interrupted(study, storage, name)
     if not study.get_trials(deepcopy=False):
@@ -271,7 +300,7 @@ def run_search(config: TrainingConfig, dataset: Dataset, context: FitContext) ->
     def elapsed() -> float:
         return elapsed_before + time.monotonic() - started
 
-    objective = _trial_objective(config, dataset, context, study, search_dir, elapsed)
+    objective = _trial_objective(config, dataset, context, study, elapsed)
 
     remaining_trials = config.tuning_trials - len(done)
     stopped = False
@@ -288,13 +317,60 @@ def run_search(config: TrainingConfig, dataset: Dataset, context: FitContext) ->
             stopped = True
         study.set_user_attr("elapsed_seconds", elapsed())
     stopped = stopped or bool(context.stop_flag)
+    try:
+        result = _outcome(study, config, dataset, search_dir, stopped, elapsed())
+    except SearchFailedError as failed:
+        if link is not None:
+            link.broadcast({"op": DONE, "failure": str(failed)}, context.stop_flag, _END)
+        raise
+    if link is not None:
+        _, stopped_now = link.broadcast(
+            {
+                "op": DONE,
+                "stopped": result.stopped,
+                "params": result.params,
+                "best_trial": result.best_trial,
+                "best_epoch": result.best_epoch,
+                "validation": result.validation,
+            },
+            context.stop_flag,
+            _END,
+        )
+        result.stopped = result.stopped or stopped_now
+    return result
+
+
+_END = "the end of the hyperparameter search"
+
+
+def _across_hosts(context: FitContext) -> Distribution | None:
+    """The strategy the search's hosts talk over, or ``None`` for a search on one host."""
+    distribution = context.distribution
+    if distribution is None or not distribution.cluster.multi_host:
+        return None
+    return distribution
+
+
+def _outcome(
+    study: optuna.Study,
+    config: TrainingConfig,
+    dataset: Dataset,
+    search_dir: Path,
+    stopped: bool,
+    seconds: float,
+) -> SearchResult:
+    """What the study found.
+
+    Raises:
+        SearchFailedError: Not stopped, and no trial ended with a figure.
+    """
     trials = [
         _trial_record(t)
         for t in study.get_trials(deepcopy=False)
         if t.state != TrialState.WAITING  # queued, never started
     ]
     complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
-    result = SearchResult(config=config, trials=trials, stopped=stopped, seconds=elapsed())
+    result = SearchResult(config=config, trials=trials, stopped=stopped, seconds=seconds)
     if not complete and not stopped:
         failures = [t.user_attrs.get("failure") for t in study.get_trials(deepcopy=False)]
         reason = next(
@@ -304,13 +380,106 @@ def run_search(config: TrainingConfig, dataset: Dataset, context: FitContext) ->
     if not complete:
         return result
     best = study.best_trial
-    best_params = {"model_type": searched_families(config, dataset)[0], **best.params}
-    result.config = replace(config, **best_params)
+    result.params = {"model_type": searched_families(config, dataset)[0], **best.params}
+    result.config = replace(config, **result.params)
     result.best_trial = best.number
     result.best_epoch = int(best.user_attrs.get("best_epoch", 0))
     result.validation = dict(best.user_attrs.get("validation", {}))
-    result.checkpoint_dir = search_dir / trial_key(best_params)
+    result.checkpoint_dir = search_dir / trial_key(result.params)
     return result
+
+
+def follow_search(
+    config: TrainingConfig, dataset: Dataset, context: FitContext, link: Distribution
+) -> SearchResult:
+    """The chief's search, seen from another host: run its distributed trials with it.
+
+    Waits (without a collective timeout: the chief may be fitting a family that does
+    not distribute) for the chief's next message; fits each ``trial`` message's
+    settings under the strategy, taking the chief's decision after every epoch; ends
+    at ``done``, with the chosen settings for the refit.
+
+    Raises:
+        SearchFailedError: The chief's search produced no model (the chief says why).
+    """
+    while True:
+        message, _ = link.broadcast(
+            None, context.stop_flag, "the hyperparameter search (waiting for the chief)", wait=True
+        )
+        if message["op"] == DONE:
+            if "failure" in message:
+                raise SearchFailedError(message["failure"])
+            params = dict(message["params"])
+            return SearchResult(
+                config=replace(config, **params) if params else config,
+                params=params,
+                best_trial=int(message["best_trial"]),
+                best_epoch=int(message["best_epoch"]),
+                validation=dict(message["validation"]),
+                stopped=bool(message["stopped"]),
+            )
+        if message["op"] == ALONE:
+            logger.info(
+                "search trial %d: model_type %s does not train across instances; the chief %s "
+                "fits it alone while this host waits",
+                message["number"],
+                message["model_type"],
+                link.cluster.chief,
+            )
+        elif not context.stop_flag:  # a stop agreed on this message: the chief skips the trial
+            _follow_trial(config, dataset, context, link, message)
+
+
+def _follow_trial(
+    config: TrainingConfig,
+    dataset: Dataset,
+    context: FitContext,
+    link: Distribution,
+    message: Mapping[str, Any],
+) -> None:
+    """Fit one of the chief's trials with it, pruned when the chief prunes it."""
+    number, params = int(message["number"]), dict(message["params"])
+
+    def report(epoch: int, validation: Mapping[str, float]) -> None:
+        decision, _ = link.broadcast(
+            None, context.stop_flag, f"search trial {number} epoch {epoch}"
+        )
+        if decision["op"] == PRUNE:
+            raise optuna.TrialPruned(f"pruned after epoch {epoch}")
+
+    logger.info("search trial %d runs on every host: %s", number, params)
+    trial_config, trial_objective = _trial_setup(config, dataset, params)
+    try:
+        family_for(trial_config.family).fit(
+            trial_config, trial_objective, _trial_context(context, params, report, link)
+        )
+    except (optuna.TrialPruned, TrainingDivergedError) as ended:
+        logger.info("search trial %d ended: %s", number, ended)
+
+
+def _trial_setup(
+    config: TrainingConfig, dataset: Dataset, params: Mapping[str, Any]
+) -> tuple[TrainingConfig, Objective]:
+    """A trial's configuration (``params``; no search, no refit) and objective."""
+    trial_config = replace(config, **params, tuning="off", refit=False)
+    trial_config.check()
+    return trial_config, objective_for(trial_config, dataset)
+
+
+def _trial_context(
+    context: FitContext,
+    params: Mapping[str, Any],
+    report: Callable[[int, Mapping[str, float]], None],
+    distribution: Distribution | None,
+) -> FitContext:
+    """A trial's fit context: its own checkpoints (keyed by its settings), no metric lines."""
+    return FitContext(
+        checkpoint_dir=context.checkpoint_dir / SEARCH_DIR / trial_key(params),
+        stop_flag=context.stop_flag,
+        emit=logger.debug,  # a trial's epoch lines would read as the job's own
+        report=report,
+        distribution=distribution,
+    )
 
 
 def _trial_objective(
@@ -318,34 +487,43 @@ def _trial_objective(
     dataset: Dataset,
     context: FitContext,
     study: optuna.Study,
-    search_dir: Path,
     elapsed: Callable[[], float],
 ) -> Callable[[optuna.Trial], float]:
     """The function Optuna calls per trial: fit one configuration, return its metric."""
+    link = _across_hosts(context)
 
     def objective(trial: optuna.Trial) -> float:
         params = suggest(trial, config, dataset)
-        trial_config = replace(config, **params, tuning="off", refit=False)
-        trial_config.check()
+        trial_config, trial_objective = _trial_setup(config, dataset, params)
+        selection_metric = trial_objective.selection_metric
+        distributed = distributes(trial_config.family)
         trial_started = time.monotonic()
+        repeated = _same_settings(study, trial)
+        if repeated is not None:  # its checkpoint is the chief's alone: reuse, never refit
+            return _repeat(trial, repeated, context)
+        if link is not None and _announce(link, trial.number, params, distributed, context):
+            study.enqueue_trial(dict(trial.params), user_attrs={"rerun_of": trial.number})
+            raise _SearchStoppedError
 
         def report(epoch: int, validation: Mapping[str, float]) -> None:
             trial.report(validation[selection_metric], epoch)
             finished = any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
-            if trial.should_prune() or (finished and elapsed() > config.tuning_budget):
+            prune = trial.should_prune() or (finished and elapsed() > config.tuning_budget)
+            if link is not None and distributed:  # the other hosts fit this trial too
+                link.broadcast(
+                    {"op": PRUNE if prune else CONTINUE},
+                    context.stop_flag,
+                    f"search trial {trial.number} epoch {epoch}",
+                )
+            if prune:
                 raise optuna.TrialPruned(f"pruned after epoch {epoch}")
 
-        trial_objective = objective_for(trial_config, dataset)
-        selection_metric = trial_objective.selection_metric
         try:
             fit = family_for(trial_config.family).fit(
                 trial_config,
                 trial_objective,
-                FitContext(
-                    checkpoint_dir=search_dir / trial_key(params),
-                    stop_flag=context.stop_flag,
-                    emit=logger.debug,  # a trial's epoch lines would read as the job's own
-                    report=report,
+                _trial_context(
+                    context, params, report, context.distribution if distributed else None
                 ),
             )
         except TrainingDivergedError as error:
@@ -385,6 +563,50 @@ def _trial_objective(
         return value
 
     return objective
+
+
+def _same_settings(study: optuna.Study, trial: optuna.Trial) -> optuna.trial.FrozenTrial | None:
+    """An earlier complete trial with exactly ``trial``'s settings, if any."""
+    return next(
+        (
+            done
+            for done in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if done.params == trial.params
+        ),
+        None,
+    )
+
+
+def _repeat(trial: optuna.Trial, earlier: optuna.trial.FrozenTrial, context: FitContext) -> float:
+    """Give ``trial`` the figures of ``earlier``, which had the same settings."""
+    for name in ("best_epoch", "validation", "seconds"):
+        if name in earlier.user_attrs:
+            trial.set_user_attr(name, earlier.user_attrs[name])
+    context.emit(f"trial={trial.number} repeats the settings of trial {earlier.number}")
+    assert earlier.value is not None
+    return earlier.value
+
+
+def _announce(
+    link: Distribution,
+    number: int,
+    params: Mapping[str, Any],
+    distributed: bool,
+    context: FitContext,
+) -> bool:
+    """Tell the other hosts about trial ``number``; returns whether any host was stopped."""
+    if distributed:
+        message: dict[str, Any] = {"op": TRIAL, "number": number, "params": dict(params)}
+    else:
+        message = {"op": ALONE, "number": number, "model_type": params["model_type"]}
+        logger.info(
+            "search trial %d: model_type %s does not train across instances; this host (the "
+            "chief) fits it alone while the other hosts wait",
+            number,
+            params["model_type"],
+        )
+    _, stopped = link.broadcast(message, context.stop_flag, f"the start of search trial {number}")
+    return stopped
 
 
 def _enqueue_defaults(study: optuna.Study, config: TrainingConfig, dataset: Dataset) -> None:

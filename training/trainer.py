@@ -34,7 +34,7 @@ from training.config import TrainingConfig
 from training.constraints import ConstraintNotMetError
 from training.dataset import Dataset
 from training.evaluation import PopularityScorer
-from training.families import FitContext, FitResult, FittedModel, family_for
+from training.families import FitContext, FitResult, FittedModel, distributes, family_for
 from training.objectives import Objective, TestNegatives, objective_for
 from training.search import SearchResult, run_search
 from training.signals import StopFlag
@@ -154,6 +154,25 @@ class TrainingResult:
         }
 
 
+def _log_chief_alone(chosen: TrainingConfig, refit: bool) -> None:
+    """Log why the chief fits the chosen model alone after a search across hosts.
+
+    Either the chosen family does not distribute, or (``refit=false``) the best trial
+    is reloaded from the checkpoint that only the chief wrote.
+    """
+    why = "it does not distribute" if refit else "refit=false reloads the best trial"
+    logger.info(
+        "after the search, the chief fits model_type %s alone (%s); the other hosts wait",
+        chosen.family,
+        why,
+    )
+
+
+def _across_hosts(context: FitContext) -> bool:
+    """Whether the fit runs under a strategy over several hosts."""
+    return context.distribution is not None and context.distribution.cluster.multi_host
+
+
 def _searched(search: SearchResult) -> dict[str, Any]:
     best = next((t for t in search.trials if t["number"] == search.best_trial), None)
     return {} if best is None else dict(best["params"])
@@ -221,7 +240,9 @@ def train(
                 stopped, objective_for(config, dataset), config, search=search, timings=timings
             )
         validation, best_epoch = search.validation, search.best_epoch
-        emit(f"search chose trial {search.best_trial}: {_searched(search)}")
+        (emit if context.is_chief else logger.info)(
+            f"search chose trial {search.best_trial}: {search.params}"
+        )
     else:
         chosen = config
         selection, objective = _fit(chosen, dataset, context)
@@ -233,6 +254,19 @@ def train(
         validation, best_epoch = selection.validation, selection.best_epoch
 
     refit = config.refit
+    if search is not None and _across_hosts(context) and not (refit and distributes(chosen.family)):
+        _log_chief_alone(chosen, refit)
+        if not context.is_chief:
+            return TrainingResult(
+                FitResult(model=None),
+                objective_for(chosen, dataset),
+                chosen,
+                validation=dict(validation),
+                search=search,
+                refit=refit,
+                timings=timings,
+            )
+        context = replace(context, distribution=None)
     if refit:
         refit_started = time.perf_counter()
         refit_config = refit_settings(chosen, best_epoch)
@@ -264,14 +298,25 @@ def train(
         refit=refit,
         timings=timings,
     )
-    if final.stopped or final.model is None or not context.is_chief:
-        return result
+    if not (final.stopped or final.model is None or not context.is_chief):
+        _test(result, test_negatives, objective_for(chosen, dataset), emit)
+    return result
 
+
+def _test(
+    result: TrainingResult,
+    test_negatives: TestNegatives | None,
+    held_out: Objective,
+    emit: Callable[[str], None],
+) -> None:
+    """Test the shipped model once, compare it with popularity, emit the ``final`` line."""
+    assert result.model is not None
+    objective, timings = result.objective, result.timings
     test_started = time.perf_counter()
-    result.test = objective.test_metrics(final.model.scorer, test_negatives)
+    result.test = objective.test_metrics(result.model.scorer, test_negatives)
     timings["test"] = time.perf_counter() - test_started
     started = time.perf_counter()
-    compare_with_popularity(result, test_negatives, objective_for(chosen, dataset))
+    compare_with_popularity(result, test_negatives, held_out)
     timings["beyond_accuracy"] = time.perf_counter() - started
     sampled = {k: v for k, v in result.test.items() if not k.startswith("full_")}
     full = {k: v for k, v in result.test.items() if k.startswith("full_")}
@@ -287,7 +332,6 @@ def train(
         )
     )
     logger.info("popularity baseline: %s", result.baselines["popularity"])
-    return result
 
 
 def item_vectors_of(model: FittedModel) -> np.ndarray | None:

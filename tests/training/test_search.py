@@ -282,3 +282,28 @@ def test_the_pruner_judges_a_trial_against_its_own_family_only() -> None:
     assert pruner.prune(study, slow_gmf)
     assert not pruner.prune(study, trial("gmf", [0.62, 0.72, 0.77], TrialState.RUNNING))
     assert pruner.prune(study, trial("blend", [0.70, 0.75, 0.78], TrialState.RUNNING))
+
+
+def test_a_trial_that_repeats_earlier_settings_reuses_their_figures(
+    dataset: Dataset, tmp_path: Path
+) -> None:
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    from training.search import study_name
+
+    lines: list[str] = []
+    first = run_search(config_of(tuning_trials=1), dataset, FitContext(tmp_path, emit=lines.append))
+    journal = JournalFileBackend(str(tmp_path / SEARCH_DIR / JOURNAL_FILE))
+    study = optuna.load_study(
+        study_name=study_name(config_of(), dataset), storage=JournalStorage(journal)
+    )
+    study.enqueue_trial(first.trials[0]["params"])
+    second = run_search(
+        config_of(tuning_trials=2), dataset, FitContext(tmp_path, emit=lines.append)
+    )
+    # No second fit: on several hosts, only the chief holds the first one's checkpoint.
+    assert "trial=1 repeats the settings of trial 0" in lines
+    assert second.trials[1]["value"] == first.trials[0]["value"]
+    assert second.trials[1]["best_epoch"] == first.trials[0]["best_epoch"]

@@ -9,13 +9,18 @@ its own port).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import subprocess
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +30,7 @@ from ncf_test_support import PROGRAMS, REPO_ROOT, SageMakerLayout, free_port
 from train_support import parse_metric_lines
 
 from ncf_contract.model_dir import load_model_dir
+from training.search import AUTO_FAMILIES
 from training.synthetic import make_interactions
 
 pytestmark = pytest.mark.slow
@@ -38,7 +44,7 @@ HYPERPARAMETERS: dict[str, object] = {
     "learning_rate": 0.01,
     "early_stopping_patience": 0,
     "full_ranking": False,
-    # A search runs on one host (README); the settings to train are given.
+    # The search across hosts has its own tests; here the settings to train are given.
     "tuning": "off",
     "refit": False,
 }
@@ -85,12 +91,17 @@ def make_hosts(tmp_path: Path, frames: dict[str, pd.DataFrame], hosts=HOSTS, **h
     return made
 
 
-def start(hosts: list[Host]) -> None:
-    """Start every host's ``train`` with a TF_CONFIG on free localhost ports."""
+def start(hosts: list[Host], stdout: dict[str, int] | None = None) -> None:
+    """Start every host's ``train`` with a TF_CONFIG on free localhost ports.
+
+    ``stdout`` gives a host its own standard output (a file descriptor); its
+    standard error still goes to its log.
+    """
     workers = [f"localhost:{free_port()}" for _ in hosts]
     for index, host in enumerate(hosts):
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
         with host.log.open("wb") as log:
+            own = (stdout or {}).get(host.name)
             host.process = subprocess.Popen(
                 PROGRAMS["train"],
                 cwd=REPO_ROOT,
@@ -100,8 +111,8 @@ def start(hosts: list[Host]) -> None:
                     "TF_CONFIG": json.dumps(tf_config),
                     "TF_CPP_MIN_LOG_LEVEL": "2",
                 },
-                stdout=log,
-                stderr=subprocess.STDOUT,
+                stdout=log if own is None else own,
+                stderr=subprocess.STDOUT if own is None else log,
             )
 
 
@@ -197,7 +208,7 @@ def test_sigterm_on_one_worker_stops_both_and_the_next_job_resumes(tmp_path: Pat
     ("settings", "reason"),
     [
         ({"model_type": "ease"}, "model_type ease does not train across instances"),
-        ({"tuning": "auto", "tuning_trials": 1}, "the hyperparameter search (tuning=auto) runs"),
+        ({"distribution": "chief_only"}, "distribution=chief_only"),
     ],
 )
 def test_what_does_not_distribute_trains_on_the_chief_alone(
@@ -212,3 +223,147 @@ def test_what_does_not_distribute_trains_on_the_chief_alone(
     assert load_model_dir(chief.layout.model_dir).num_users == 300
     assert not worker.layout.model_dir.exists() or not any(worker.layout.model_dir.iterdir())
     assert "MultiWorkerMirroredStrategy" not in chief.stdout
+
+
+#: A search of the NCF families and the ones that do not distribute: each family's default
+#: settings come first (closed-form families, then gmf), so it ends with the first gmf trial.
+SEARCH: dict[str, object] = {
+    "model_type": "auto",
+    "tuning": "auto",
+    "tuning_trials": AUTO_FAMILIES.index("gmf") + 1,
+    "epochs": 2,
+    "refit": True,
+}
+
+
+def test_a_search_runs_its_ncf_trials_on_every_host_and_the_rest_on_the_chief(
+    tmp_path: Path,
+) -> None:
+    hosts = make_hosts(tmp_path, split_frames(), **SEARCH)
+    start(hosts)
+    chief, worker = hosts
+    assert [host.wait() for host in hosts] == [0, 0], chief.stdout[-3000:] + worker.stdout[-3000:]
+    assert "MultiWorkerMirroredStrategy" in chief.stdout
+    # EASE (and iALS) on the chief alone, and both logs say so; gmf on both hosts.
+    assert "search trial 0: model_type ease does not train across instances; this host " in (
+        chief.stdout
+    )
+    assert "model_type ease does not train across instances; the chief algo-1 fits it " in (
+        worker.stdout
+    )
+    gmf_trial = AUTO_FAMILIES.index("gmf")
+    assert f"search trial {gmf_trial} runs on every host: {{'model_type': 'gmf'" in worker.stdout
+    assert "2 replicas: global batch 256" in worker.stdout
+    # The chief alone writes: one journal, one model, one report; the trials are its own.
+    metrics = json.loads((chief.layout.output_data_dir / "metrics.json").read_text())
+    assert [t["state"] for t in metrics["search"]["trials"]] == ["complete"] * (gmf_trial + 1)
+    assert metrics["refit"] is True
+    assert load_model_dir(chief.layout.model_dir).num_users == 300
+    assert not worker.layout.model_dir.exists() or not any(worker.layout.model_dir.iterdir())
+    assert not worker.layout.checkpoint_dir.exists()
+    assert not parse_metric_lines(worker.stdout)
+    trial_lines = [line for line in chief.stdout.splitlines() if line.startswith("trial=")]
+    assert len(trial_lines) == gmf_trial + 1, trial_lines
+
+
+def trial_numbers(stdout: str) -> set[int]:
+    """The trials a chief finished (its ``trial=N`` metric lines)."""
+    return {int(n) for n in re.findall(r"^trial=(\d+) ", stdout, flags=re.MULTILINE)}
+
+
+def test_sigterm_mid_search_stops_both_hosts_and_the_next_job_redoes_no_finished_trial(
+    tmp_path: Path,
+) -> None:
+    frames = split_frames()
+    settings = {"model_type": "gmf", "tuning": "auto", "tuning_trials": 3, "epochs": 6}
+    hosts = make_hosts(tmp_path, frames, refit=True, **settings)
+    start(hosts)
+    chief, worker = hosts
+    wait_for_line(chief, "trial=0 ")
+    assert worker.process is not None
+    worker.process.send_signal(signal.SIGTERM)  # the worker only: the chief's search stops too
+    assert [host.wait() for host in hosts] == [0, 0], chief.stdout[-3000:] + worker.stdout[-3000:]
+    assert "SIGTERM received" in worker.stdout and "SIGTERM received" not in chief.stdout
+    assert "stopped by SIGTERM; checkpoint in" in chief.stdout
+    assert not chief.layout.model_dir.exists() or not any(chief.layout.model_dir.iterdir())
+    finished = trial_numbers(chief.stdout)
+    assert 0 in finished and len(finished) < 3, chief.stdout[-3000:]
+
+    # SageMaker downloads the job's checkpoint S3 prefix onto every host of the next job.
+    resumed = make_hosts(tmp_path / "next", frames, refit=True, **settings)
+    for new_host in resumed:
+        shutil.copytree(chief.layout.checkpoint_dir, new_host.layout.checkpoint_dir)
+    start(resumed)
+    chief, worker = resumed
+    assert [host.wait() for host in resumed] == [0, 0], chief.stdout[-3000:] + worker.stdout[-3000:]
+    assert f"resuming the hyperparameter search: {len(finished)} trial(s) done" in chief.stdout
+    assert not trial_numbers(chief.stdout) & finished
+    metrics = json.loads((chief.layout.output_data_dir / "metrics.json").read_text())
+    states = [t["state"] for t in metrics["search"]["trials"]]
+    assert states.count("complete") == 3, states
+    # The refit of the chosen gmf runs under the strategy on both hosts.
+    assert "refit: gmf on train + validation" in worker.stdout
+    assert load_model_dir(chief.layout.model_dir).num_users == 300
+
+
+@contextlib.contextmanager
+def blockable_stdout(log: Path) -> Iterator[tuple[int, threading.Event]]:
+    """A pipe for a process's stdout, copied to ``log`` until the event is set.
+
+    Once the event is set the pipe is filled, so the process's next write to its
+    stdout blocks: the process is alive (its threads still answer heartbeats) but
+    its main thread is stuck, as a host whose log pipe backs up is.
+    """
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, 4096)
+    block = threading.Event()
+
+    def copy() -> None:
+        with log.open("ab") as out:
+            while not block.is_set():
+                if select.select([read_end], [], [], 0.2)[0]:
+                    out.write(os.read(read_end, 65536))
+                    out.flush()
+        # A description of its own: O_NONBLOCK on the process's would make its writes fail.
+        filler = os.open(f"/proc/self/fd/{write_end}", os.O_WRONLY | os.O_NONBLOCK)
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                os.write(filler, b"#" * 4096)
+        os.close(filler)
+
+    copier = threading.Thread(target=copy, daemon=True)
+    copier.start()
+    try:
+        yield write_end, block
+    finally:
+        block.set()
+        copier.join()
+        os.close(read_end)
+        os.close(write_end)
+
+
+def test_a_worker_that_hangs_fails_the_job_after_the_collective_timeout_naming_it(
+    tmp_path: Path,
+) -> None:
+    hosts = make_hosts(tmp_path, split_frames(), epochs=200, collective_timeout=10)
+    chief, worker = hosts
+    with blockable_stdout(worker.log) as (worker_stdout, hang):
+        start(hosts, stdout={worker.name: worker_stdout})
+        wait_for_line(chief, "epoch=1 ")
+        hang.set()  # the worker's next log line blocks its main thread; its heartbeats go on
+        hung = time.monotonic()
+        try:
+            assert chief.wait(timeout=240) != 0
+            waited = time.monotonic() - hung
+            failure = chief.layout.failure_file.read_text()
+            assert re.match(
+                r"host algo-1: host algo-2 stopped answering during epoch \d+ "
+                r"\(no answer within collective_timeout=10 s\)",
+                failure,
+            ), failure
+            assert waited >= 10, waited
+            assert not chief.layout.model_dir.exists() or not any(chief.layout.model_dir.iterdir())
+        finally:
+            assert worker.process is not None
+            worker.process.kill()
+            worker.wait()

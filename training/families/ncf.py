@@ -264,7 +264,7 @@ def compatibility(config: TrainingConfig, objective: Objective) -> dict[str, Any
     Every hyperparameter that shapes the run is included (so parallel tuning trials sharing a
     checkpoint location never resume each other), with the data's size.
     """
-    ignored = {"epochs", "early_stopping_patience", "full_ranking"}
+    ignored = {"epochs", "early_stopping_patience", "full_ranking", "collective_timeout"}
     settings = {k: v for k, v in config.to_json().items() if k not in ignored}
     return {
         **settings,
