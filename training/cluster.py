@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from ncf_contract.channels import SHARDED_BY_S3_KEY, SHARDED_TRAIN_REFUSED, TRAIN
 from training.errors import ConfigError
 
 #: The worker port of the SageMaker TensorFlow toolkit's MultiWorkerMirroredStrategy setup.
@@ -107,23 +108,19 @@ def tf_config(cluster: Cluster, port: int = WORKER_PORT) -> dict[str, Any]:
 
 
 def check_train_replicated(input_data_config: Mapping[str, Mapping[str, Any]]) -> None:
-    """Refuse a train channel sharded by S3 key for a multi-worker job.
+    """Refuse a train channel sharded by S3 key for a job on several instances.
 
     Every worker builds the user and item vocabularies from the whole train
     channel, then keeps its own users; with ``ShardedByS3Key`` each host would
-    see different files and build different vocabularies.
+    see different files and build different vocabularies, and a chief training
+    alone would see a share of the data.
 
     Raises:
         ConfigError: The train channel's ``S3DistributionType`` is ``ShardedByS3Key``.
     """
-    distribution = input_data_config.get("train", {}).get("S3DistributionType")
-    if distribution == "ShardedByS3Key":
-        raise ConfigError(
-            "the train channel is ShardedByS3Key, but every instance needs the whole train "
-            "channel to build the same user and item vocabularies (training shards the "
-            "users across instances itself); use S3DistributionType FullyReplicated "
-            "(ncf train --s3-distribution FullyReplicated)"
-        )
+    distribution = input_data_config.get(TRAIN, {}).get("S3DistributionType")
+    if distribution == SHARDED_BY_S3_KEY:
+        raise ConfigError(SHARDED_TRAIN_REFUSED)
 
 
 def user_shards(user_index: np.ndarray, num_users: int, num_shards: int, seed: int) -> np.ndarray:

@@ -199,7 +199,10 @@ def _broadcast_from_first_replica(
 
 
 def make_distribution(
-    cluster: Cluster, tf_config_json: str | None, collective_timeout: float = 0.0
+    cluster: Cluster,
+    tf_config_json: str | None,
+    collective_timeout: float = 0.0,
+    device_type: str = "GPU",
 ) -> Distribution | None:
     """The strategy for this job (see the module docstring), or ``None`` for none.
 
@@ -211,6 +214,8 @@ def make_distribution(
         tf_config_json: ``TF_CONFIG`` from the environment, if any.
         collective_timeout: Seconds a collective across hosts may wait for a peer
             (0: no limit); see the module docstring.
+        device_type: The devices one host mirrors over when it has several (``GPU``;
+            the tests split the CPU into logical ``CPU`` devices to run that branch).
 
     Raises:
         ConfigError: A given ``TF_CONFIG`` does not match the job's hosts.
@@ -237,10 +242,11 @@ def make_distribution(
             ),
         )
         return Distribution(strategy, cluster, collective_timeout)
-    gpus = tf.config.list_physical_devices("GPU")
-    if len(gpus) > 1:
-        logger.info("MirroredStrategy over %d GPUs", len(gpus))
-        return Distribution(tf.distribute.MirroredStrategy(), cluster)
+    devices = [device.name for device in tf.config.list_logical_devices(device_type)]
+    if len(devices) > 1:
+        logger.info("MirroredStrategy over %d %s devices: %s", len(devices), device_type, devices)
+        strategy = tf.distribute.MirroredStrategy(devices)
+        return Distribution(strategy, cluster, collective_timeout)
     return None
 
 

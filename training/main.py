@@ -96,12 +96,12 @@ def _trains_across_hosts(env: Environment, config: TrainingConfig, cluster: Clus
     """Whether this job trains data-parallel across its hosts (logs who trains otherwise).
 
     Raises:
-        ConfigError: A multi-worker job's train channel is sharded by S3 key.
+        ConfigError: A multi-instance job's train channel is sharded by S3 key.
     """
     if not cluster.multi_host:
         return False
+    check_train_replicated(env.input_data_config)
     if config.distribution != CHIEF_ONLY and _may_distribute(config):
-        check_train_replicated(env.input_data_config)
         return True
     if config.distribution == CHIEF_ONLY:
         why = "distribution=chief_only"

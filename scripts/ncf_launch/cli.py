@@ -133,7 +133,8 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
         choices=S3_DISTRIBUTIONS,
         default=TrainOptions.s3_distribution,
         help="how the train channel is spread over --instance-count instances "
-        f"(default {TrainOptions.s3_distribution}; validation and test are replicated)",
+        f"(default {TrainOptions.s3_distribution}; validation and test are replicated; "
+        "ShardedByS3Key is refused with more than one instance: training shards by user)",
     )
     job.add_argument("--output-path", help="S3 output path (default s3://BUCKET/PREFIX/output)")
     job.add_argument("--env", action="append", metavar="NAME=VALUE", help="container environment")

@@ -13,14 +13,14 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ncf_contract.channels import CHANNELS
+from ncf_contract.channels import CHANNELS, SHARDED_BY_S3_KEY, SHARDED_TRAIN_REFUSED
 from ncf_launch.errors import LaunchError
 from ncf_launch.settings import check_s3_uri
 
 INPUT_MODES = ("File", "FastFile")
 TUNING_STRATEGIES = ("Bayesian", "Random", "Hyperband")
 BATCH_STRATEGIES = ("MultiRecord", "SingleRecord")
-S3_DISTRIBUTIONS = ("FullyReplicated", "ShardedByS3Key")
+S3_DISTRIBUTIONS = ("FullyReplicated", SHARDED_BY_S3_KEY)
 #: The ``distribution`` hyperparameter sent with ``--instance-count`` > 1 (TensorFlow's strategy).
 MULTI_WORKER_DISTRIBUTION = "multi_worker_mirrored"
 TRAIN_BASE_JOB_NAME = "ncf-train"
@@ -161,7 +161,8 @@ class TrainOptions:
         """Reject what SageMaker would reject, before any call.
 
         Raises:
-            LaunchError: Missing ``train`` channel, unknown channel, bad URI or Spot setting.
+            LaunchError: Missing ``train`` channel, unknown channel, bad URI or Spot setting,
+                or a train channel sharded by S3 key on several instances (as training does).
         """
         if "train" not in self.channels:
             raise LaunchError("the train channel is required: pass --train s3://bucket/prefix/")
@@ -186,6 +187,8 @@ class TrainOptions:
             raise LaunchError(f"--s3-distribution must be one of {S3_DISTRIBUTIONS}")
         if self.instance_count < 1:
             raise LaunchError(f"--instance-count must be at least 1, got {self.instance_count}")
+        if self.instance_count > 1 and self.s3_distribution == SHARDED_BY_S3_KEY:
+            raise LaunchError(f"--instance-count {self.instance_count}: {SHARDED_TRAIN_REFUSED}")
         self.security.check()
 
     def distribution_hyperparameters(self) -> dict[str, str]:

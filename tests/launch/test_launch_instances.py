@@ -8,6 +8,9 @@ from launch_constants import GPU_IMAGE_URI, IMAGE_URI, SETTINGS
 from ncf_launch.errors import LaunchError
 from ncf_launch.names import check_instance_type, image_for_instance_type, is_gpu, unique_name
 
+from training.cluster import check_train_replicated
+from training.errors import ConfigError
+
 TRAIN = ("train", *SETTINGS, "--dry-run", "--train", "s3://ncf-data/train/")
 UNTAGGED = IMAGE_URI.removesuffix(":cpu")
 
@@ -59,25 +62,31 @@ def test_train_with_an_untagged_image_on_gpu_sends_the_gpu_flavour(ncf, no_crede
     assert sent["AlgorithmSpecification"]["TrainingImage"] == f"{UNTAGGED}:gpu"
 
 
-def test_several_instances_shard_the_train_channel_and_ask_for_multi_worker(ncf, no_credentials):
-    result = ncf(
-        *TRAIN,
-        "--validation",
-        "s3://ncf-data/validation/",
-        "--instance-count",
-        "3",
-        "--s3-distribution",
-        "ShardedByS3Key",
-    )
+def test_several_instances_replicate_the_data_and_ask_for_multi_worker(ncf, no_credentials):
+    result = ncf(*TRAIN, "--validation", "s3://ncf-data/validation/", "--instance-count", "3")
     assert result.code == 0, result.stderr
     sent = request_of(result.json(), "CreateTrainingJob")
     distribution = {
         channel["ChannelName"]: channel["DataSource"]["S3DataSource"]["S3DataDistributionType"]
         for channel in sent["InputDataConfig"]
     }
-    assert distribution == {"train": "ShardedByS3Key", "validation": "FullyReplicated"}
+    assert distribution == {"train": "FullyReplicated", "validation": "FullyReplicated"}
     assert sent["HyperParameters"]["distribution"] == "multi_worker_mirrored"
     assert sent["ResourceConfig"]["InstanceCount"] == 3
+
+
+def test_several_instances_refuse_a_sharded_train_channel_as_training_does(
+    ncf, no_credentials
+) -> None:
+    sharded = ("--s3-distribution", "ShardedByS3Key")
+    result = ncf(*TRAIN, "--instance-count", "3", *sharded)
+    assert result.code == 2
+    # The training job's own FailureReason, word for word (one source: ncf_contract.channels).
+    with pytest.raises(ConfigError) as refused:
+        check_train_replicated({"train": {"S3DistributionType": "ShardedByS3Key"}})
+    assert str(refused.value) in result.stderr
+    assert "--s3-distribution FullyReplicated" in result.stderr
+    assert ncf(*TRAIN, "--instance-count", "1", *sharded).code == 0
 
 
 def test_one_instance_sends_no_distribution_hyperparameter(ncf, no_credentials):
