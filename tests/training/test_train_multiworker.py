@@ -300,7 +300,7 @@ def test_sigterm_mid_search_stops_both_hosts_and_the_next_job_redoes_no_finished
     assert not trial_numbers(chief.stdout) & finished
     metrics = json.loads((chief.layout.output_data_dir / "metrics.json").read_text())
     states = [t["state"] for t in metrics["search"]["trials"]]
-    assert states.count("complete") == 3, states
+    assert states.count("complete") + states.count("pruned") == 3, states  # the cut-off one reran
     # The refit of the chosen gmf runs under the strategy on both hosts.
     assert "refit: gmf on train + validation" in worker.stdout
     assert load_model_dir(chief.layout.model_dir).num_users == 300
