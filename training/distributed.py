@@ -143,8 +143,8 @@ class Distribution:
             slots[2 : 2 + len(encoded)] = np.frombuffer(encoded, dtype=np.uint8)
         slots[0] = 1 if stop_flag else 0
         with self.failures(what):
-            summed = _broadcast_from_first_replica(
-                self.strategy, tf.constant(slots), _NO_TIMEOUT if wait else None
+            summed = _sum_over_replicas(
+                self.strategy, tf.constant(slots), _NO_TIMEOUT if wait else None, 1
             ).numpy()
         stopped = bool(summed[0] > 0)
         if stopped:
@@ -170,31 +170,29 @@ class Distribution:
 
 @tf.function
 def _sum_over_replicas(
-    strategy: tf.distribute.Strategy, value: tf.Tensor, options: Any = None
+    strategy: tf.distribute.Strategy,
+    value: tf.Tensor,
+    options: Any = None,
+    first_replica_from: int | None = None,
 ) -> tf.Tensor:
+    """The sum over every replica of ``value`` (a 1-D tensor).
+
+    With ``first_replica_from``, ``value[first_replica_from:]`` counts from replica 0
+    (the chief's first device) alone: every replica of a host is handed the host's
+    value, and a broadcast keeps one copy of the chief's message.
+    """
+
     def replica_sum(local: tf.Tensor) -> tf.Tensor:
+        context = tf.distribute.get_replica_context()
         # tf.identity places the value on the replica's device; the collective needs that.
-        context = tf.distribute.get_replica_context()
-        return context.all_reduce(tf.distribute.ReduceOp.SUM, tf.identity(local), options=options)
-
-    per_replica = strategy.run(replica_sum, args=(value,))
-    return strategy.experimental_local_results(per_replica)[0]
-
-
-@tf.function
-def _broadcast_from_first_replica(
-    strategy: tf.distribute.Strategy, slots: tf.Tensor, options: Any = None
-) -> tf.Tensor:
-    """``slots[1:]`` of replica 0 (the chief's first device) everywhere; ``slots[0]`` summed."""
-
-    def replica_sum(local: tf.Tensor) -> tf.Tensor:
-        context = tf.distribute.get_replica_context()
-        # Every replica of a host is handed the host's slots: keep the message of one.
-        first = tf.cast(tf.equal(context.replica_id_in_sync_group, 0), tf.int32)
-        counted = tf.concat([local[:1], local[1:] * first], axis=0)
+        counted = tf.identity(local)
+        if first_replica_from is not None:
+            first = tf.cast(tf.equal(context.replica_id_in_sync_group, 0), local.dtype)
+            cut = first_replica_from
+            counted = tf.concat([local[:cut], local[cut:] * first], axis=0)
         return context.all_reduce(tf.distribute.ReduceOp.SUM, counted, options=options)
 
-    per_replica = strategy.run(replica_sum, args=(slots,))
+    per_replica = strategy.run(replica_sum, args=(value,))
     return strategy.experimental_local_results(per_replica)[0]
 
 

@@ -48,6 +48,9 @@ config = TrainingConfig.from_hyperparameters({
 distribution = make_distribution(Cluster(), None, device_type="CPU")
 assert distribution is not None
 out = {"replicas": distribution.num_replicas}
+from training.signals import StopFlag
+message = {"op": "trial", "number": 3, "params": {"learning_rate": 0.0031, "model_type": "gmf"}}
+out["broadcast"] = distribution.broadcast(message, StopFlag(), "a test")
 for name, used in (("mirrored", distribution), ("plain", None)):
     result = trainer.train(config, dataset, tmp / name, emit=print, distribution=used)
     out[name] = result.test
@@ -76,6 +79,11 @@ def test_one_host_mirrors_over_its_devices(tmp_path) -> None:
     result = json.loads(done.stdout.split("RESULT ", 1)[1])
     assert result["replicas"] == 2
     assert "MirroredStrategy over 2 CPU devices" in done.stdout
+    # Both replicas are handed the chief's message: it arrives once, not summed twice.
+    assert result["broadcast"] == [
+        {"op": "trial", "number": 3, "params": {"learning_rate": 0.0031, "model_type": "gmf"}},
+        False,
+    ]
     assert "2 replicas: global batch 256 (batch_size 128 per replica)" in done.stdout
     # As good as one device: the reduced gradients train the same model.
     assert result["mirrored"]["hr"] == pytest.approx(result["plain"]["hr"], abs=0.05)
