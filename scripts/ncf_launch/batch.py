@@ -14,7 +14,7 @@ from typing import Any
 from ncf_launch.api_requests import create_transform_job_request
 from ncf_launch.aws import AwsContext
 from ncf_launch.errors import JobEndedError, LaunchError
-from ncf_launch.hosting import create_model, resolve_model_data, wait_for
+from ncf_launch.hosting import create_model_for, wait_for
 from ncf_launch.names import check_instance_type, unique_name
 from ncf_launch.options import BATCH_BASE_JOB_NAME, BATCH_STRATEGIES, BatchOptions, DeployOptions
 from ncf_launch.settings import Settings, check_s3_uri
@@ -41,17 +41,8 @@ def run_batch(settings: Settings, options: BatchOptions, wait: bool = True) -> d
     if not model_name:
         settings.require_image_uri()
         settings.require_role_arn()
-        model_data = resolve_model_data(
-            context, options.model_data, options.training_job, options.best_of
-        )
-        model_name = create_model(
-            client,
-            settings,
-            model_data,
-            DeployOptions().container_environment(),
-            instance_type,
-            local=False,
-            security=options.security,
+        model_name, _ = create_model_for(
+            context, settings, options, DeployOptions().container_environment(), instance_type
         )
     job_name = unique_name(BATCH_BASE_JOB_NAME)
     client.create_transform_job(

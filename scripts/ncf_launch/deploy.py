@@ -32,13 +32,12 @@ from ncf_launch.aws import AwsContext
 from ncf_launch.errors import JobEndedError, LaunchError
 from ncf_launch.hosting import (
     AutoscalingSetup,
-    create_model,
+    create_model_for,
     delete_config_and_models,
     deregister_autoscaling,
     describe_endpoint_or_none,
     read_autoscaling,
     register_autoscaling,
-    resolve_model_data,
     restore_autoscaling,
     wait_for_endpoint,
 )
@@ -140,17 +139,8 @@ def run_deploy(settings: Settings, options: DeployOptions, wait: bool = True) ->
             f"endpoint {options.endpoint_name} has autoscaling, which is registered again once "
             "the update is done: drop --no-wait"
         )
-    model_data = resolve_model_data(
-        context, options.model_data, options.training_job, options.best_of
-    )
-    model_name = create_model(
-        client,
-        settings,
-        model_data,
-        options.container_environment(),
-        instance_type,
-        local=False,
-        security=options.security,
+    model_name, model_data = create_model_for(
+        context, settings, options, options.container_environment(), instance_type
     )
     config_name = unique_name(f"{options.endpoint_name}-config")
     client.create_endpoint_config(

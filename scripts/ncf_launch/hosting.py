@@ -23,7 +23,12 @@ from ncf_launch.api_requests import (
 from ncf_launch.aws import AwsContext
 from ncf_launch.errors import JobEndedError, LaunchError
 from ncf_launch.names import image_for_instance_type, unique_name
-from ncf_launch.options import TRAIN_BASE_JOB_NAME, DeployOptions, SecurityOptions
+from ncf_launch.options import (
+    TRAIN_BASE_JOB_NAME,
+    BatchOptions,
+    DeployOptions,
+    SecurityOptions,
+)
 from ncf_launch.settings import Settings, check_s3_uri
 
 
@@ -105,6 +110,39 @@ def create_model(
         )
     )
     return model_name
+
+
+def create_model_for(
+    context: AwsContext,
+    settings: Settings,
+    options: DeployOptions | BatchOptions,
+    environment: dict[str, str],
+    instance_type: str,
+) -> tuple[str, str]:
+    """``CreateModel`` in AWS for the artifact ``options`` name.
+
+    The artifact is ``--model-data``, ``--training-job``'s, ``--best-of``'s best job's,
+    or the latest completed training job's (``resolve_model_data``).
+
+    Returns:
+        ``(model name, model artifact URI)``.
+
+    Raises:
+        LaunchError: No artifact found, or its training job did not complete.
+    """
+    model_data = resolve_model_data(
+        context, options.model_data, options.training_job, options.best_of
+    )
+    model_name = create_model(
+        context.client("sagemaker"),
+        settings,
+        model_data,
+        environment,
+        instance_type,
+        local=False,
+        security=options.security,
+    )
+    return model_name, model_data
 
 
 @dataclass(frozen=True)

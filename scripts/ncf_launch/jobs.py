@@ -50,13 +50,22 @@ def check_kind(kind: str, allowed: tuple[str, ...], command: str, name: str) -> 
 # --- describe -------------------------------------------------------------------------
 
 
+def _outcome(
+    name_key: str, name: str, description: dict[str, Any], status_key: str
+) -> dict[str, Any]:
+    """What every description starts with: the name, the status and the FailureReason."""
+    return {
+        name_key: name,
+        "status": description.get(status_key),
+        "failure_reason": description.get("FailureReason"),
+    }
+
+
 def describe_training_job(client: Any, name: str) -> dict[str, Any]:
     """Status, FailureReason, final metrics and model artifact of a training job."""
     description = client.describe_training_job(TrainingJobName=name)
     return {
-        "training_job_name": name,
-        "status": description.get("TrainingJobStatus"),
-        "failure_reason": description.get("FailureReason"),
+        **_outcome("training_job_name", name, description, "TrainingJobStatus"),
         "final_metrics": {
             metric["MetricName"]: metric["Value"]
             for metric in description.get("FinalMetricDataList", [])
@@ -71,9 +80,7 @@ def describe_tuning_job(client: Any, name: str) -> dict[str, Any]:
     description = client.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
     best = description.get("BestTrainingJob", {})
     return {
-        "tuning_job_name": name,
-        "status": description.get("HyperParameterTuningJobStatus"),
-        "failure_reason": description.get("FailureReason"),
+        **_outcome("tuning_job_name", name, description, "HyperParameterTuningJobStatus"),
         "training_job_counts": description.get("TrainingJobStatusCounters"),
         "best_training_job": best.get("TrainingJobName"),
         "best_objective": best.get("FinalHyperParameterTuningJobObjectiveMetric", {}).get("Value"),
@@ -85,9 +92,7 @@ def describe_transform_job(client: Any, name: str) -> dict[str, Any]:
     """Status, FailureReason, model and output of a batch transform job."""
     description = client.describe_transform_job(TransformJobName=name)
     return {
-        "transform_job_name": name,
-        "status": description.get("TransformJobStatus"),
-        "failure_reason": description.get("FailureReason"),
+        **_outcome("transform_job_name", name, description, "TransformJobStatus"),
         "model_name": description.get("ModelName"),
         "output": description.get("TransformOutput", {}).get("S3OutputPath"),
     }
@@ -97,9 +102,7 @@ def describe_endpoint(client: Any, name: str) -> dict[str, Any]:
     """Status, FailureReason, config and instance counts of an endpoint."""
     description = client.describe_endpoint(EndpointName=name)
     return {
-        "endpoint_name": name,
-        "status": description.get("EndpointStatus"),
-        "failure_reason": description.get("FailureReason"),
+        **_outcome("endpoint_name", name, description, "EndpointStatus"),
         "endpoint_config_name": description.get("EndpointConfigName"),
         "variants": [
             {

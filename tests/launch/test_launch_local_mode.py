@@ -9,29 +9,18 @@ One short training on the small synthetic log keeps it lean.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import tarfile
 from pathlib import Path
 
 import pytest
-from launch_constants import PROGRAMS, free_port
+from launch_constants import free_port
+from local_mode import ncf_local, train_locally
 from ncf_launch.local import run_local_deploy, stop_local_endpoint
 from ncf_launch.options import DeployOptions
 from ncf_launch.settings import Settings
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
-
-
-def ncf_script(*argv: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*PROGRAMS["ncf"], *argv],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        env={**os.environ, "AWS_REGION": os.environ.get("AWS_REGION", "us-east-1")},
-    )
 
 
 def test_train_deploy_invoke_cleanup_locally(tmp_path: Path, interactions, test_image) -> None:
@@ -40,15 +29,10 @@ def test_train_deploy_invoke_cleanup_locally(tmp_path: Path, interactions, test_
     interactions.to_csv(train_dir / "interactions.csv", index=False)
     output_dir = tmp_path / "output"
 
-    trained = ncf_script(
-        "train",
-        "--local",
-        "--image-uri",
+    trained = train_locally(
         test_image,
-        "--train",
-        str(train_dir),
-        "--output-path",
-        f"file://{output_dir}",
+        train_dir,
+        output_dir,
         "--hp",
         "epochs=2",
         "--hp",
@@ -82,7 +66,7 @@ def test_train_deploy_invoke_cleanup_locally(tmp_path: Path, interactions, test_
     try:
         assert names["status"] == "InService"
         user = str(interactions["user_id"].iloc[0])
-        invoked = ncf_script(
+        invoked = ncf_local(
             "invoke",
             "--local",
             "--port",
@@ -103,7 +87,7 @@ def test_train_deploy_invoke_cleanup_locally(tmp_path: Path, interactions, test_
         assert not set(items) & seen  # seen items are excluded by default
         scores = [item["score"] for item in prediction["items"]]
         assert scores == sorted(scores, reverse=True)
-        readable = ncf_script(
+        readable = ncf_local(
             "invoke", "--local", "--port", str(port), "--user-id", user, timeout=120
         )
         assert readable.returncode == 0 and f"user {user}" in readable.stdout

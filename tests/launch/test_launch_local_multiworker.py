@@ -8,14 +8,12 @@ as on SageMaker (port 8890). The data is tiny to fit CI's time budget.
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
 import tarfile
 from pathlib import Path
 
 import pytest
-from launch_constants import PROGRAMS
+from local_mode import train_locally
 
 from training.synthetic import make_interactions
 
@@ -31,27 +29,14 @@ def test_two_local_instances_train_together_and_write_one_model(
         train_dir / "interactions.csv", index=False
     )
     output_dir = tmp_path / "output"
-    trained = subprocess.run(
-        [
-            *PROGRAMS["ncf"],
-            "train",
-            "--local",
-            "--image-uri",
-            test_image,
-            "--train",
-            str(train_dir),
-            "--output-path",
-            f"file://{output_dir}",
-            "--instance-count",
-            "2",
-            *("--hp", "epochs=2", "--hp", "batch_size=64", "--hp", "gmf_dim=8"),
-            *("--hp", "full_ranking=false", "--hp", "tuning=off", "--hp", "refit=false"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-        env={**os.environ, "AWS_REGION": os.environ.get("AWS_REGION", "us-east-1")},
+    trained = train_locally(
+        test_image,
+        train_dir,
+        output_dir,
+        "--instance-count",
+        "2",
+        *("--hp", "epochs=2", "--hp", "batch_size=64", "--hp", "gmf_dim=8"),
+        *("--hp", "full_ranking=false", "--hp", "tuning=off", "--hp", "refit=false"),
     )
     assert trained.returncode == 0, trained.stderr[-6000:]
     report = json.loads(trained.stdout)
