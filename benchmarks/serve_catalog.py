@@ -264,6 +264,7 @@ def main() -> None:
                     row.update(measure_serve(model_dir, mode, args.candidates, args.nprobe))
                 retrieval = f"{mode}:{args.candidates}:{args.nprobe}"
                 row.update(run_child(model_dir, retrieval, args.requests))
+                row["load_average"] = round(os.getloadavg()[0], 1)  # other sessions' load
                 print(json.dumps(row), flush=True)
 
 
