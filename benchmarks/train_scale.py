@@ -5,7 +5,8 @@ For each ``--sizes`` entry (interactions), draws power-law interactions with
 and 26,744 items at every size (``--scale-catalog`` shrinks both in proportion
 to the interactions instead), holds out one interaction per user as the test channel,
 writes Parquet channels to a temporary directory and runs the real training job
-(``python -m training``) once per ``--modes`` entry (``sparse``: the default
+(``python -m training``, ``model_type=gmf``, ``tuning=off``, ``epochs=1`` unless ``--hp``
+says otherwise) once per ``--modes`` entry (``sparse``: the default
 lazy updates; ``dense``: ``sparse_updates=false``) on the same files. Reported
 per run: training samples/s (training examples of the epochs run / training
 seconds), seconds per phase, and the job's peak RSS (``ru_maxrss`` of that child
@@ -114,7 +115,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    base_hp = {"epochs": "1", **dict(item.split("=", 1) for item in args.hp)}
+    # The default GMF, one epoch, no in-job search (its trials would time other families).
+    base_hp = {
+        "epochs": "1",
+        "model_type": "gmf",
+        "tuning": "off",
+        **dict(item.split("=", 1) for item in args.hp),
+    }
     results = []
     for size in (int(float(s)) for s in args.sizes.split(",")):
         with tempfile.TemporaryDirectory(prefix="ncf-scale-") as scratch:

@@ -53,7 +53,7 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-from ncf_contract.families import MODEL_FAMILIES, NCF_FAMILIES, Feedback
+from ncf_contract.families import ITEM_ITEM_FAMILIES, MODEL_FAMILIES, NCF_FAMILIES, Feedback
 from ncf_contract.metric_lines import format_metric_line
 from training.config import AUTO, TrainingConfig
 from training.dataset import Dataset
@@ -197,7 +197,8 @@ class SearchFailedError(UserFacingError):
 def searched_families(config: TrainingConfig, dataset: Dataset | None = None) -> tuple[str, ...]:
     """The families this job's search may choose (one unless ``model_type=auto``).
 
-    ``hybrid`` joins the others when the job has an ``items`` or ``users`` channel.
+    ``hybrid`` joins the others when the job has an ``items`` or ``users`` channel;
+    ``ease`` and ``blend`` leave when the catalog has more than ``ease_max_items`` items.
     """
     if config.model_type != AUTO:
         return (config.model_type,)
@@ -208,7 +209,13 @@ def searched_families(config: TrainingConfig, dataset: Dataset | None = None) ->
     has_attributes = dataset is not None and (
         dataset.item_attributes is not None or dataset.user_attributes is not None
     )
-    return (*AUTO_FAMILIES, "hybrid") if has_attributes else AUTO_FAMILIES
+    families = (*AUTO_FAMILIES, "hybrid") if has_attributes else AUTO_FAMILIES
+    if dataset is not None and dataset.num_items > config.ease_max_items:
+        # No items x items matrix above ease_max_items (training.families.ease): those
+        # families are left out rather than failing the job on the first trial (issue 16:
+        # an ML-20M-shaped catalog, 26,744 items, with the default hyperparameters).
+        families = tuple(family for family in families if family not in ITEM_ITEM_FAMILIES)
+    return families
 
 
 def suggest(

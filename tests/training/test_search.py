@@ -246,10 +246,30 @@ def test_the_hybrid_joins_an_automatic_search_when_there_are_attributes() -> Non
     from training.search import AUTO_FAMILIES, searched_families
 
     config = TrainingConfig.from_hyperparameters({})
-    plain: Any = SimpleNamespace(item_attributes=None, user_attributes=None)
-    with_items: Any = SimpleNamespace(item_attributes=object(), user_attributes=None)
+    plain: Any = SimpleNamespace(item_attributes=None, user_attributes=None, num_items=100)
+    with_items: Any = SimpleNamespace(item_attributes=object(), user_attributes=None, num_items=100)
     assert searched_families(config, plain) == AUTO_FAMILIES
     assert searched_families(config, with_items) == (*AUTO_FAMILIES, "hybrid")
+
+
+def test_an_automatic_search_leaves_out_item_item_families_above_ease_max_items() -> None:
+    # Issue 16: an ML-20M-shaped catalog (26,744 items) with the default hyperparameters
+    # failed the job on the search's first trial (EASE refuses above ease_max_items).
+    from types import SimpleNamespace
+
+    from training.search import AUTO_FAMILIES, searched_families
+
+    config = TrainingConfig.from_hyperparameters({})
+    large: Any = SimpleNamespace(
+        item_attributes=None, user_attributes=None, num_items=config.ease_max_items + 1
+    )
+    families = searched_families(config, large)
+    assert "ease" in AUTO_FAMILIES and "blend" in AUTO_FAMILIES
+    assert families == tuple(f for f in AUTO_FAMILIES if f not in ("ease", "blend"))
+    at_limit: Any = SimpleNamespace(
+        item_attributes=None, user_attributes=None, num_items=config.ease_max_items
+    )
+    assert searched_families(config, at_limit) == AUTO_FAMILIES
 
 
 def test_the_pruner_judges_a_trial_against_its_own_family_only() -> None:
