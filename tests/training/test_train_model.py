@@ -135,3 +135,33 @@ def test_pre_batched_epochs_hold_the_same_batches_as_per_example_batching(exampl
     for got, want in zip(found, expected, strict=True):
         for got_array, want_array in zip(tf.nest.flatten(got), tf.nest.flatten(want), strict=True):
             np.testing.assert_array_equal(got_array, want_array)
+
+
+def test_pretraining_fuses_the_towers_at_the_share_best_on_validation() -> None:
+    from ncf_test_support import single_fit_config
+
+    from training.dataset import build_dataset
+    from training.families.ncf import FUSION_WEIGHTS, KerasScorer, _fusion_weight
+    from training.objectives import objective_for
+    from training.synthetic import make_interactions
+
+    dataset = build_dataset(make_interactions(), None, None, seed=0)
+    objective = objective_for(single_fit_config({"model_type": "neumf"}), dataset)
+    rng = np.random.default_rng(3)
+    towers = []
+    for tower_type in ("gmf", "mlp", "neumf"):
+        tower = NCF(
+            dataset.num_users, dataset.num_items, tower_type, gmf_dim=4, mlp_layers=(8, 4)
+        ).build_all()
+        tower.set_weights(
+            [rng.normal(0, 0.5, w.shape).astype(np.float32) for w in tower.get_weights()]
+        )
+        towers.append(tower)
+    gmf, mlp, neumf = towers
+    chosen = _fusion_weight(neumf, (gmf, mlp), objective)
+    validation = {}
+    for alpha in FUSION_WEIGHTS:
+        neumf.load_pretrained(gmf, mlp, alpha=alpha)
+        validation[alpha] = objective.validation_accuracy(KerasScorer(neumf))["hr"]
+    assert chosen in FUSION_WEIGHTS
+    assert validation[chosen] == max(validation.values()) >= validation[0.5]

@@ -540,8 +540,33 @@ def _starting_state(
         timings["pretraining"] = time.perf_counter() - started
         if towers is None:
             return None
-        model.load_pretrained(*towers)
+        alpha = _fusion_weight(model, towers, objective)
+        logger.info("pretraining: GMF share %.2f of the fused output layer (on validation)", alpha)
+        model.load_pretrained(*towers, alpha=alpha)
     return TrainingState()
+
+
+#: The GMF shares of the fused NeuMF output layer tried after pre-training.
+FUSION_WEIGHTS = (0.2, 0.35, 0.5, 0.65, 0.8)
+
+
+def _fusion_weight(model: NCF, towers: tuple[NCF, NCF], objective: Objective) -> float:
+    """The GMF share α of the fused output layer that ranks best on validation.
+
+    The paper fixes α = 0.5; the two towers pre-train to different strengths, so the
+    share is chosen here from ``FUSION_WEIGHTS`` by the objective's selection metric
+    (every worker of a job computes the same choice from the same data).
+    """
+    scorer = KerasScorer(model)
+    best: tuple[float, float] | None = None
+    for alpha in FUSION_WEIGHTS:
+        model.load_pretrained(*towers, alpha=alpha)
+        value = objective.validation_accuracy(scorer)[objective.selection_metric]
+        logger.debug("pretraining: GMF share %.2f -> validation %.4f", alpha, value)
+        if best is None or objective.is_better(value, best[0]):
+            best = (value, alpha)
+    assert best is not None
+    return best[1]
 
 
 def _log_line(line: str) -> None:
