@@ -24,12 +24,12 @@ them received SIGTERM, so all stop after the same step. A worker that dies, or
 stops altogether (SIGSTOP), is noticed by the coordination service's heartbeats:
 the collectives of the others fail with ``UnavailableError`` within seconds. A
 worker that is alive but stuck (its heartbeats go on, it never reaches the next
-collective) is caught by the collective timeout, ``collective_timeout`` seconds
-(``tf.distribute.experimental.CommunicationOptions``): the others' collective
+collective) is caught by ``CollectiveWatchdog``: when this host's collectives make
+no progress for ``collective_timeout`` seconds it aborts them, and the blocked one
 fails with ``DeadlineExceededError``. Either becomes a ``WorkerLostError`` naming
 the host (``Distribution.failures``). Only a worker waiting for the chief's work
 alone (a search trial of a family that does not distribute, the chief's test and
-export) waits without a timeout (``wait=True``): that work takes as long as it
+export) waits without a limit (``wait=True``): that work takes as long as it
 takes, and a chief that dies still ends the wait through the heartbeats.
 
 ``Distribution.broadcast`` hands the chief's decisions (a search trial's settings,
@@ -45,12 +45,15 @@ import contextlib
 import json
 import logging
 import math
+import threading
+import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.python.eager import context as eager_context
 
 from training.cluster import Cluster, lost_hosts, tf_config
 from training.errors import ConfigError, WorkerLostError
@@ -63,8 +66,57 @@ logger = logging.getLogger(__name__)
 STEPS_PER_CALL = 16
 #: The longest message ``Distribution.broadcast`` carries, in bytes of JSON.
 MESSAGE_BYTES = 16_384
-#: Per-call options of a collective that waits for the chief's work alone: no timeout.
-_NO_TIMEOUT = tf.distribute.experimental.CommunicationOptions(timeout_seconds=0)
+
+
+class CollectiveWatchdog:
+    """Aborts this host's collectives once they make no progress for ``timeout`` seconds.
+
+    Not ``CommunicationOptions(timeout_seconds=...)``: TensorFlow schedules each
+    collective's deadline on a thread of its own that sleeps out the whole timeout,
+    so under the gradient all-reduces a worker gained about 1,200 threads a second
+    (measured: 15,000 in 24 s, then the process could start no more and aborted).
+    One thread watches instead: while a section of collectives is armed and reports
+    no progress for ``timeout`` seconds, it aborts every collective of this process
+    (``abort_collective_ops``, as the strategy's own health check does); the blocked
+    one raises ``DeadlineExceededError``. ``timeout`` 0 watches nothing.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._armed_at: float | None = None
+        self._thread: threading.Thread | None = None
+
+    @contextlib.contextmanager
+    def armed(self) -> Iterator[None]:
+        """Collectives inside must progress within ``timeout`` seconds (see ``progress``)."""
+        if self.timeout <= 0:
+            yield
+            return
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._watch, name="collective-watchdog", daemon=True
+            )
+            self._thread.start()
+        self._armed_at = time.monotonic()
+        try:
+            yield
+        finally:
+            self._armed_at = None
+
+    def progress(self) -> None:
+        """The armed section's collectives moved on: its deadline starts again."""
+        if self._armed_at is not None:
+            self._armed_at = time.monotonic()
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(min(1.0, self.timeout / 4))
+            armed_at = self._armed_at
+            if armed_at is not None and time.monotonic() - armed_at > self.timeout:
+                message = f"no collective progress within collective_timeout={self.timeout:g} s"
+                logger.error("%s: aborting this host's collectives", message)
+                eager_context.context().abort_collective_ops(tf.errors.DEADLINE_EXCEEDED, message)
+                return
 
 
 @dataclass(frozen=True)
@@ -79,6 +131,10 @@ class Distribution:
     strategy: tf.distribute.Strategy
     cluster: Cluster
     collective_timeout: float = 0.0
+    watchdog: CollectiveWatchdog = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "watchdog", CollectiveWatchdog(self.collective_timeout))
 
     @property
     def num_replicas(self) -> int:
@@ -94,16 +150,23 @@ class Distribution:
         """Create variables (model, optimiser) under this; they are mirrored on every replica."""
         return self.strategy.scope()
 
-    def failures(self, what: str) -> contextlib.AbstractContextManager[None]:
-        """Turn a collective that failed because a peer died or hung into a ``WorkerLostError``."""
-        return collective_failures(self.cluster, what, self.collective_timeout)
+    @contextlib.contextmanager
+    def failures(self, what: str, wait: bool = False) -> Iterator[None]:
+        """Watch the collectives inside (unless ``wait``); a lost peer is a ``WorkerLostError``.
 
-    def _all_reduce_sum(self, value: float, wait: bool = False) -> float:
+        Args:
+            what: For error messages.
+            wait: This host waits for the chief's work alone: no time limit.
+        """
+        with (
+            collective_failures(self.cluster, what, self.collective_timeout),
+            contextlib.nullcontext() if wait else self.watchdog.armed(),
+        ):
+            yield
+
+    def _all_reduce_sum(self, value: float) -> float:
         """The sum over replicas of ``value`` (a collective every worker must call)."""
-        summed = _sum_over_replicas(
-            self.strategy, tf.constant([value], tf.float32), _NO_TIMEOUT if wait else None
-        )
-        return float(summed[0])
+        return float(_sum_over_replicas(self.strategy, tf.constant([value], tf.float32))[0])
 
     def barrier(self, what: str, wait: bool = False) -> None:
         """Wait until every worker gets here (a scalar all-reduce).
@@ -112,8 +175,8 @@ class Distribution:
             what: For error messages.
             wait: This host waits for the chief's work alone: no collective timeout.
         """
-        with self.failures(what):
-            self._all_reduce_sum(1.0, wait)
+        with self.failures(what, wait):
+            self._all_reduce_sum(1.0)
 
     def broadcast(
         self, message: Mapping[str, Any] | None, stop_flag: StopFlag, what: str, wait: bool = False
@@ -142,10 +205,8 @@ class Distribution:
             slots[1] = len(encoded)
             slots[2 : 2 + len(encoded)] = np.frombuffer(encoded, dtype=np.uint8)
         slots[0] = 1 if stop_flag else 0
-        with self.failures(what):
-            summed = _sum_over_replicas(
-                self.strategy, tf.constant(slots), _NO_TIMEOUT if wait else None, 1
-            ).numpy()
+        with self.failures(what, wait):
+            summed = _sum_over_replicas(self.strategy, tf.constant(slots), 1).numpy()
         stopped = bool(summed[0] > 0)
         if stopped:
             stop_flag.set()
@@ -172,7 +233,6 @@ class Distribution:
 def _sum_over_replicas(
     strategy: tf.distribute.Strategy,
     value: tf.Tensor,
-    options: Any = None,
     first_replica_from: int | None = None,
 ) -> tf.Tensor:
     """The sum over every replica of ``value`` (a 1-D tensor).
@@ -190,7 +250,7 @@ def _sum_over_replicas(
             first = tf.cast(tf.equal(context.replica_id_in_sync_group, 0), local.dtype)
             cut = first_replica_from
             counted = tf.concat([local[:cut], local[cut:] * first], axis=0)
-        return context.all_reduce(tf.distribute.ReduceOp.SUM, counted, options=options)
+        return context.all_reduce(tf.distribute.ReduceOp.SUM, counted)
 
     per_replica = strategy.run(replica_sum, args=(value,))
     return strategy.experimental_local_results(per_replica)[0]
@@ -210,8 +270,8 @@ def make_distribution(
     Args:
         cluster: The job's hosts.
         tf_config_json: ``TF_CONFIG`` from the environment, if any.
-        collective_timeout: Seconds a collective across hosts may wait for a peer
-            (0: no limit); see the module docstring.
+        collective_timeout: Seconds this host's collectives may make no progress
+            before they are aborted (0: no limit); see ``CollectiveWatchdog``.
         device_type: The devices one host mirrors over when it has several (``GPU``;
             the tests split the CPU into logical ``CPU`` devices to run that branch).
 
@@ -233,12 +293,7 @@ def make_distribution(
             spec["cluster"]["worker"],
             cluster.chief,
         )
-        strategy = tf.distribute.MultiWorkerMirroredStrategy(
-            cluster_resolver=resolver,
-            communication_options=tf.distribute.experimental.CommunicationOptions(
-                timeout_seconds=collective_timeout or None
-            ),
-        )
+        strategy = tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
         return Distribution(strategy, cluster, collective_timeout)
     devices = [device.name for device in tf.config.list_logical_devices(device_type)]
     if len(devices) > 1:
@@ -367,6 +422,7 @@ class DistributedSteps:
                 )
                 done += chunk
                 stopped = float(agreed) > 0
+                self.distribution.watchdog.progress()
             # The loss tracker is synchronised on read: every worker reads the global mean.
             loss = float(self.model.get_metrics_result()["loss"])
         if stopped:

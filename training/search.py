@@ -410,7 +410,9 @@ def follow_search(
         SearchFailedError: The chief's search produced no model (the chief says why).
     """
     while True:
-        message, _ = link.broadcast(
+        # Decisions follow what every host agreed on in the broadcast (its `stopped`), never
+        # this host's flag alone, which a SIGTERM may set just after it.
+        message, stopped = link.broadcast(
             None, context.stop_flag, "the hyperparameter search (waiting for the chief)", wait=True
         )
         if message["op"] == DONE:
@@ -423,7 +425,7 @@ def follow_search(
                 best_trial=int(message["best_trial"]),
                 best_epoch=int(message["best_epoch"]),
                 validation=dict(message["validation"]),
-                stopped=bool(message["stopped"]),
+                stopped=bool(message["stopped"]) or stopped,
             )
         if message["op"] == ALONE:
             logger.info(
@@ -433,7 +435,7 @@ def follow_search(
                 message["model_type"],
                 link.cluster.chief,
             )
-        elif not context.stop_flag:  # a stop agreed on this message: the chief skips the trial
+        elif not stopped:  # a stop agreed on this message: the chief skips the trial
             _follow_trial(config, dataset, context, link, message)
 
 

@@ -127,6 +127,20 @@ def wait_for_line(host: Host, prefix: str, timeout: float = 600) -> None:
     raise AssertionError(f"{host.name} never printed {prefix!r}:\n{host.stdout[-4000:]}")
 
 
+def most_threads_until_done(hosts: list[Host]) -> int:
+    """Wait for every host to end; the most threads any of them ran at once."""
+    most = 0
+    while any(host.process is not None and host.process.poll() is None for host in hosts):
+        for host in hosts:
+            assert host.process is not None
+            with contextlib.suppress(OSError, AttributeError):
+                status = Path(f"/proc/{host.process.pid}/status").read_text()
+                found = re.search(r"^Threads:\s+(\d+)", status, flags=re.MULTILINE)
+                most = max(most, int(found.group(1)))  # type: ignore[union-attr]
+        time.sleep(0.5)
+    return most
+
+
 def split_frames() -> dict[str, pd.DataFrame]:
     frame = make_interactions(num_users=300, num_items=120, interactions_per_user=20)
     latest = frame.groupby("user_id").tail(1)
@@ -139,6 +153,8 @@ def test_two_workers_train_one_model_as_good_as_one_worker(tmp_path: Path) -> No
     pair = make_hosts(tmp_path / "pair", frames)
     start(pair)
     start(single)
+    # A timeout on every collective would cost a sleeping thread each, thousands a second.
+    assert most_threads_until_done(pair) < 1000
     codes = [host.wait() for host in (*pair, *single)]
     assert codes == [0, 0, 0], "\n\n".join(host.stdout[-3000:] for host in (*pair, *single))
 
@@ -264,6 +280,20 @@ def test_a_search_runs_its_ncf_trials_on_every_host_and_the_rest_on_the_chief(
     assert not parse_metric_lines(worker.stdout)
     trial_lines = [line for line in chief.stdout.splitlines() if line.startswith("trial=")]
     assert len(trial_lines) == gmf_trial + 1, trial_lines
+
+
+def test_a_chief_killed_mid_search_fails_the_waiting_worker_naming_it(tmp_path: Path) -> None:
+    hosts = make_hosts(tmp_path, split_frames(), **{**SEARCH, "epochs": 50})
+    start(hosts)
+    chief, worker = hosts
+    # Trial 0 (EASE) is done; the chief fits iALS alone while the worker waits for its next
+    # message, with no collective timeout.
+    wait_for_line(chief, "trial=0 ")
+    assert chief.process is not None
+    chief.process.kill()
+    assert worker.wait(timeout=120) != 0
+    failure = worker.layout.failure_file.read_text()
+    assert failure.startswith("host algo-2: host algo-1 stopped answering during "), failure
 
 
 def trial_numbers(stdout: str) -> set[int]:
