@@ -141,6 +141,16 @@ def most_threads_until_done(hosts: list[Host]) -> int:
     return most
 
 
+def kill_and_expect_named(victim: Host, survivor: Host, during: str) -> None:
+    """Kill ``victim``: ``survivor`` fails with a FailureReason naming it, ``during`` what."""
+    assert victim.process is not None
+    victim.process.kill()
+    assert survivor.wait(timeout=300) != 0
+    failure = survivor.layout.failure_file.read_text()
+    expected = f"host {survivor.name}: host {victim.name} stopped answering during {during}"
+    assert failure.startswith(expected), failure
+
+
 def split_frames() -> dict[str, pd.DataFrame]:
     frame = make_interactions(num_users=300, num_items=120, interactions_per_user=20)
     latest = frame.groupby("user_id").tail(1)
@@ -183,11 +193,7 @@ def test_a_worker_killed_mid_epoch_fails_the_job_naming_it(tmp_path: Path) -> No
     start(hosts)
     chief, worker = hosts
     wait_for_line(chief, "epoch=1 ")
-    assert worker.process is not None
-    worker.process.kill()
-    assert chief.wait(timeout=300) != 0
-    failure = chief.layout.failure_file.read_text()
-    assert failure.startswith("host algo-1: host algo-2 stopped answering during epoch"), failure
+    kill_and_expect_named(worker, chief, "epoch")
     assert not chief.layout.model_dir.exists() or not any(chief.layout.model_dir.iterdir())
 
 
@@ -289,11 +295,7 @@ def test_a_chief_killed_mid_search_fails_the_waiting_worker_naming_it(tmp_path: 
     # Trial 0 (EASE) is done; the chief fits iALS alone while the worker waits for its next
     # message, with no collective timeout.
     wait_for_line(chief, "trial=0 ")
-    assert chief.process is not None
-    chief.process.kill()
-    assert worker.wait(timeout=120) != 0
-    failure = worker.layout.failure_file.read_text()
-    assert failure.startswith("host algo-2: host algo-1 stopped answering during "), failure
+    kill_and_expect_named(chief, worker, "the hyperparameter search (waiting for the chief)")
 
 
 def trial_numbers(stdout: str) -> set[int]:
