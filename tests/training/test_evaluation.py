@@ -182,3 +182,32 @@ def test_rmse() -> None:
     )
     with pytest.raises(ValueError):
         rmse(np.array([1.0]), np.array([1.0, 2.0]))
+
+
+@pytest.mark.parametrize("k", [1, 5, 12])
+def test_popularity_lists_without_a_score_matrix_equal_the_ranked_rows(k: int) -> None:
+    from training.evaluation import PopularityScorer, popularity_top_k_lists, top_k_lists
+
+    rng = np.random.default_rng(0)
+    num_users, num_items = 60, 12
+    popularity = rng.permutation(num_items).astype(np.float32)
+    counts = rng.integers(0, num_items + 1, num_users)  # some users have seen everything
+    counts[:3] = [0, num_items, num_items - 2]
+    indices = np.concatenate(
+        [np.sort(rng.choice(num_items, c, replace=False)) for c in counts]
+    ).astype(np.int32)
+    seen = SeenItems.from_csr(np.concatenate([[0], np.cumsum(counts)]), indices, num_items)
+    users = np.array([5, 0, 1, 2, *range(6, num_users)])  # any order
+    expected = top_k_lists(PopularityScorer(popularity).score_all_items, users, seen, k)
+    found = popularity_top_k_lists(popularity, users, seen, k)
+    np.testing.assert_array_equal(found, expected)
+    assert (found[2] == -1).all() and (found[3, 2:] == -1).all()  # nothing / two items left
+
+
+def test_popularity_lists_break_ties_to_the_lower_item_index() -> None:
+    from training.evaluation import popularity_top_k_lists
+
+    popularity = np.array([1, 3, 3, 0, 3, 1], dtype=np.float32)
+    seen = SeenItems.from_csr(np.array([0, 0, 1]), np.array([2], dtype=np.int32), 6)
+    lists = popularity_top_k_lists(popularity, np.array([0, 1]), seen, 4)
+    np.testing.assert_array_equal(lists, [[1, 2, 4, 0], [1, 4, 0, 5]])
