@@ -110,3 +110,21 @@ def test_training_examples_epoch(method: str) -> None:
     # Fresh negatives each epoch.
     _, i2, _ = training_examples(train, seen, 50, 4, rng)
     assert not np.array_equal(i, i2)
+
+
+def test_drawing_by_rank_in_blocks_gives_the_same_negatives(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Issue 16: blocks bound the temporaries at 20M interactions; the draws are unchanged.
+    monkeypatch.setattr(sampling, "DENSE_CELLS_LIMIT", 0)
+    rng = np.random.default_rng(0)
+    counts = rng.integers(0, 30, 500)
+    items = np.concatenate([np.sort(rng.choice(60, c, replace=False)) for c in counts])
+    seen = SeenItems.from_csr(np.concatenate([[0], np.cumsum(counts)]), items, 60)
+    users = rng.integers(0, 500, 2_000)
+    whole = sampling.sample_negatives(users, seen, 60, 4, np.random.default_rng(7))
+    monkeypatch.setattr(sampling, "_EXACT_BLOCK_ROWS", 300)
+    blocked = sampling.sample_negatives(users, seen, 60, 4, np.random.default_rng(7))
+    np.testing.assert_array_equal(blocked, whole)
+    assert blocked.dtype == np.int32
+    assert not seen.contains(np.repeat(users, 4), blocked.ravel()).any()
