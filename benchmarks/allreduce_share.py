@@ -110,6 +110,7 @@ def worker(index: int, hosts: list[str], steps: int, repeats: int) -> dict[str, 
     step()  # traces and warms up
     distribution.barrier("before the step")
     step_ms = median_ms_per_step(step, steps, repeats)
+    print(f"{hosts[index]}: step {step_ms:.1f} ms", file=sys.stderr, flush=True)
 
     # 2. The same train_step, no strategy, no collective.
     plain = build_model(config, objective)
@@ -141,6 +142,7 @@ def worker(index: int, hosts: list[str], steps: int, repeats: int) -> dict[str, 
     compute()
     distribution.barrier("before the compute alone")
     compute_ms = median_ms_per_step(compute, steps, repeats)
+    print(f"{hosts[index]}: compute {compute_ms:.1f} ms", file=sys.stderr, flush=True)
 
     # 3. The gradients' collective alone, on tensors of their shapes.
     dim = config.gmf_dim
@@ -150,12 +152,14 @@ def worker(index: int, hosts: list[str], steps: int, repeats: int) -> dict[str, 
     values = tf.constant(rng.standard_normal((batch, dim)), tf.float32)
     kernel, bias = tf.constant(np.ones((dim, 1)), tf.float32), tf.constant([0.5], tf.float32)
     strategy = distribution.strategy
+    user_shape = tf.constant([dataset.num_users, dim], tf.int64)
+    item_shape = tf.constant([dataset.num_items, dim], tf.int64)
 
     def reduce_once() -> Any:
         context = tf.distribute.get_replica_context()
         gradients = [
-            tf.IndexedSlices(tf.identity(values), user_rows, [dataset.num_users, dim]),
-            tf.IndexedSlices(tf.identity(values), item_rows, [dataset.num_items, dim]),
+            tf.IndexedSlices(tf.identity(values), user_rows, user_shape),
+            tf.IndexedSlices(tf.identity(values), item_rows, item_shape),
             tf.identity(kernel),
             tf.identity(bias),
         ]
