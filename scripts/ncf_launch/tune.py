@@ -105,7 +105,7 @@ def objective_for(options: TuneOptions) -> tuple[str, str]:
 
 #: Hyperparameters the container leaves out of its resume key (``compatibility`` in
 #: training/families/ncf.py; a slow test keeps the two lists equal).
-OUTSIDE_RESUME_KEY = ("early_stopping_patience", "epochs", "full_ranking")
+OUTSIDE_RESUME_KEY = ("collective_timeout", "early_stopping_patience", "epochs", "full_ranking")
 
 
 def check_checkpoint_sharing(options: TuneOptions) -> None:
