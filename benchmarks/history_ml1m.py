@@ -69,7 +69,7 @@ def main() -> None:
     parser.add_argument("--model-type", nargs="+", default=["ials", "ease", "gmf"])
     args = parser.parse_args()
     for model_type in args.model_type:
-        run = run_ours({"model_type": model_type})
+        run = run_ours({"model_type": model_type, "tuning": "off"})  # each family at its defaults
         recommender = Recommender.from_model_dir(RESULTS / "ml1m-model")
         by_user, user_seconds = evaluate(recommender, use_history=False)
         by_history, history_seconds = evaluate(recommender, use_history=True)
