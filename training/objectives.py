@@ -269,21 +269,16 @@ class ImplicitObjective(Objective):
         worker's shard of users never draws one of its users' positives.
         """
         train, positive_weights = self._train_rows(rows)
-        users, items, targets = sampling.training_examples(
-            train,
-            self.dataset.train_seen,
-            self.dataset.num_items,
-            self.config.num_negatives,
-            rng,
-            shuffle=False,
+        return Examples(
+            *sampling.training_examples(
+                train,
+                self.dataset.train_seen,
+                self.dataset.num_items,
+                self.config.num_negatives,
+                rng,
+                positive_weights=positive_weights,
+            )
         )
-        order = rng.permutation(len(users))
-        weights = None
-        if positive_weights is not None:
-            # Unshuffled: the positives, then each positive's num_negatives negatives in turn.
-            negative = np.repeat(positive_weights, self.config.num_negatives)
-            weights = np.concatenate([positive_weights, negative])[order]
-        return Examples(users[order], items[order], targets[order], weights)
 
     @cached_property
     def validation_task(self) -> RankingTask:

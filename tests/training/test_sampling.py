@@ -97,7 +97,8 @@ def test_training_examples_epoch(method: str) -> None:
     seen, mask = random_seen(rng, 30, 50, 0.2)
     users, items = seen.pairs()
     train = Interactions(users, items)
-    u, i, y = training_examples(train, seen, 50, 4, rng)
+    u, i, y, w = training_examples(train, seen, 50, 4, rng)
+    assert w is None
     assert len(u) == len(i) == len(y) == 5 * len(users)
     assert u.dtype == np.int32 and i.dtype == np.int32 and y.dtype == np.float32
     assert y.sum() == len(users)
@@ -108,8 +109,41 @@ def test_training_examples_epoch(method: str) -> None:
     # Shuffled: labels are not all at the front.
     assert y[: len(users)].mean() < 0.9
     # Fresh negatives each epoch.
-    _, i2, _ = training_examples(train, seen, 50, 4, rng)
+    _, i2, _, _ = training_examples(train, seen, 50, 4, rng)
     assert not np.array_equal(i, i2)
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+@pytest.mark.parametrize("num_negatives", [0, 1, 4])
+def test_examples_written_in_blocks_equal_the_permuted_unshuffled_epoch(
+    monkeypatch: pytest.MonkeyPatch, shuffle: bool, num_negatives: int
+) -> None:
+    # Issue 16: the epoch is written to its shuffled places in blocks (no unshuffled copy,
+    # an int32 order); the examples are those of concatenating positives and negatives and
+    # permuting them with rng.permutation, as before.
+    monkeypatch.setattr(sampling, "_ARRANGE_BLOCK", 7)
+    rng = np.random.default_rng(4)
+    seen, _ = random_seen(rng, 20, 40, 0.2)
+    users, items = seen.pairs()
+    train = Interactions(users, items)
+    positive_weights = rng.random(len(users)).astype(np.float32)
+    found = training_examples(
+        train, seen, 40, num_negatives, np.random.default_rng(9), shuffle, positive_weights
+    )
+    reference_rng = np.random.default_rng(9)
+    negatives = sample_negatives(users, seen, 40, num_negatives, reference_rng)
+    expected = (
+        np.concatenate([users, np.repeat(users, num_negatives)]),
+        np.concatenate([items, negatives.ravel()]),
+        np.r_[np.ones(len(users)), np.zeros(len(users) * num_negatives)],
+        np.concatenate([positive_weights, np.repeat(positive_weights, num_negatives)]),
+    )
+    if shuffle:
+        order = reference_rng.permutation(len(expected[0]))
+        expected = tuple(array[order] for array in expected)
+    assert [array.dtype for array in found] == [np.int32, np.int32, np.float32, np.float32]
+    for got, want in zip(found, expected, strict=True):
+        np.testing.assert_array_equal(got, want)
 
 
 def test_drawing_by_rank_in_blocks_gives_the_same_negatives(

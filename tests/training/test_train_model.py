@@ -130,11 +130,32 @@ def test_pre_batched_epochs_hold_the_same_batches_as_per_example_batching(exampl
         rng.random(examples).astype(np.float32),
     )
     expected = list(tf.data.Dataset.from_tensor_slices(arrays).batch(4).as_numpy_iterator())
-    found = list(batched_dataset(arrays, 4).as_numpy_iterator())
+    with batched_dataset(arrays, 4) as data:
+        found = list(data.as_numpy_iterator())
+        assert data.cardinality() == len(found)
     assert len(found) == len(expected) == -(-examples // 4)
     for got, want in zip(found, expected, strict=True):
         for got_array, want_array in zip(tf.nest.flatten(got), tf.nest.flatten(want), strict=True):
             np.testing.assert_array_equal(got_array, want_array)
+
+
+def test_an_epoch_s_arrays_are_let_go_when_its_dataset_block_ends() -> None:
+    # Issue 16: tf.data reads the epoch without copying it, and does not keep it alive
+    # afterwards (an epoch is 1.2 GB at 20M interactions), not even mid-epoch (SIGTERM).
+    import gc
+    import weakref
+
+    from training.families.ncf import CHUNK_BATCHES, batched_dataset
+
+    users = np.arange(4 * CHUNK_BATCHES * 3, dtype=np.int32)
+    alive = weakref.ref(users)
+    with batched_dataset((users,), 4) as data:
+        batches = iter(data)
+        np.testing.assert_array_equal(next(batches)[0], users[:4])
+        del users
+    gc.collect()
+    assert alive() is None
+    del batches
 
 
 def test_pretraining_fuses_the_towers_at_the_share_best_on_validation() -> None:

@@ -21,6 +21,7 @@ import contextlib
 import logging
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -209,26 +210,63 @@ class _StopOnFlag(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def batched_dataset(arrays: Any, batch_size: int) -> tf.data.Dataset:
+#: Batches per element handed from NumPy to tf.data (see ``batched_dataset``).
+CHUNK_BATCHES = 64
+
+
+@contextlib.contextmanager
+def batched_dataset(arrays: Any, batch_size: int) -> Iterator[tf.data.Dataset]:
     """``arrays`` (a nested tuple of equal-length arrays) in order, in batches of ``batch_size``.
 
-    The batches are cut by NumPy reshapes (``[batches, batch_size, ...]`` views) and the
-    last, shorter batch appended, so tf.data hands out one ready batch per element: the
-    same batches as ``from_tensor_slices(arrays).batch(batch_size)``, whose per-example
-    batching took one of this machine's two cores at ~0.8M examples/s (issue 16) where
-    this serves ~14M/s.
+    The same batches as ``from_tensor_slices(arrays).batch(batch_size)``, the last one
+    shorter. tf.data reads the arrays through a generator, ``CHUNK_BATCHES`` batches at a
+    time (NumPy views reshaped to ``[batches, batch_size, ...]``, then unbatched), so:
+
+    - no copy of the epoch is made: ``from_tensor_slices`` copied the arrays into
+      tensors, a second epoch in memory (1.2 GB at 20M interactions, issue 16), and
+      something in TF kept the last one alive until the next fit;
+    - batches are not assembled example by example (``.batch`` took one of this
+      machine's two cores at ~0.8M examples/s).
+
+    The arrays are let go when the ``with`` block ends, even if tf.data still holds the
+    generator (a fit stopped mid-epoch).
     """
-    flat = tf.nest.flatten(arrays)
-    total = len(flat[0])
+    source = [tf.nest.flatten(arrays)]
+    total = len(source[0][0])
     full = total // batch_size * batch_size
-    blocks = [array[:full].reshape(-1, batch_size, *array.shape[1:]) for array in flat]
-    data = tf.data.Dataset.from_tensor_slices(tf.nest.pack_sequence_as(arrays, blocks))
-    if full < total:
-        tail = [array[full:] for array in flat]
-        data = data.concatenate(
-            tf.data.Dataset.from_tensors(tf.nest.pack_sequence_as(arrays, tail))
+    step = CHUNK_BATCHES * batch_size
+    # The nesting of ``arrays`` without them (nothing below may hold the arrays).
+    signature = tf.nest.pack_sequence_as(
+        arrays,
+        [tf.TensorSpec((None, batch_size, *a.shape[1:]), tf.as_dtype(a.dtype)) for a in source[0]],
+    )
+
+    def chunk(start: int) -> Any:
+        # Copied (a few hundred kB): a tensor tf.data prefetched would otherwise alias, and
+        # keep alive, the whole epoch's array.
+        stop = min(full, start + step)
+        return tf.nest.pack_sequence_as(
+            signature,
+            [a[start:stop].reshape(-1, batch_size, *a.shape[1:]).copy() for a in source[0]],
         )
-    return data.prefetch(tf.data.AUTOTUNE)
+
+    def chunks() -> Iterator[Any]:
+        # No local name holds the arrays between chunks (``source`` is emptied on exit).
+        for start in range(0, full, step):
+            yield chunk(start)
+
+    data = tf.data.Dataset.from_generator(chunks, output_signature=signature).unbatch()
+    if full < total:
+        tail = [array[full:].copy() for array in source[0]]
+        data = data.concatenate(
+            tf.data.Dataset.from_tensors(tf.nest.pack_sequence_as(signature, tail))
+        )
+    # Known length: Keras counts the steps as it did with tensors.
+    data = data.apply(tf.data.experimental.assert_cardinality(-(-total // batch_size)))
+    try:
+        yield data.prefetch(tf.data.AUTOTUNE)
+    finally:
+        source.clear()
 
 
 def fit_one_epoch(
@@ -250,13 +288,14 @@ def fit_one_epoch(
         if weights is None
         else (inputs, labels, weights.astype(np.float32, copy=False))
     )
-    history = model.fit(
-        batched_dataset(slices, batch_size),
-        epochs=1,
-        verbose=0,
-        shuffle=False,
-        callbacks=[_StopOnFlag(stop_flag), keras.callbacks.TerminateOnNaN()],
-    )
+    with batched_dataset(slices, batch_size) as data:
+        history = model.fit(
+            data,
+            epochs=1,
+            verbose=0,
+            shuffle=False,
+            callbacks=[_StopOnFlag(stop_flag), keras.callbacks.TerminateOnNaN()],
+        )
     losses = history.history.get("loss", [])
     loss = float(losses[-1]) if losses else float("nan")
     if not stop_flag and not math.isfinite(loss):
