@@ -199,7 +199,9 @@ def training_examples(
     total = n * (1 + num_negatives)
     # Shuffling an arange draws what ``rng.permutation(total)`` draws (same stream, same
     # permutation) in half the memory when the positions fit in int32.
-    order = np.arange(total, dtype=np.int32 if total < np.iinfo(np.int32).max else np.int64)
+    order: np.ndarray = np.arange(
+        total, dtype=np.int32 if total < np.iinfo(np.int32).max else np.int64
+    )
     if shuffle:
         rng.shuffle(order)
     out_users = np.empty(total, dtype=np.int32)
