@@ -114,3 +114,52 @@ def test_gmf_scores_every_item_by_one_matrix_product_equal_to_the_pairwise_score
     users = np.array([0, 3, 14])
     grid = scorer.score_pairs(np.repeat(users, 11), np.tile(np.arange(11), 3)).reshape(3, 11)
     np.testing.assert_allclose(scorer.score_all_items(users), grid, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("model_type", ["gmf", "neumf"])
+def test_a_training_step_reads_only_the_looked_up_rows_of_each_embedding_table(
+    model_type: str,
+) -> None:
+    # Issue 16: once LazyAdam scatters into a table, TensorFlow copies the whole table on
+    # every whole-table read (copy-on-read mode); Keras' Embedding read it twice per step,
+    # which cost more than the rest of an ML-20M-shaped step. The step's graph may touch
+    # the tables by sparse reads (ResourceGather) and scatters only.
+    import tensorflow as tf
+
+    model = NCF(20, 12, model_type=model_type, gmf_dim=4, mlp_layers=(8, 4))
+    model.build_all()
+    model.compile(optimizer=LazyAdam(learning_rate=0.01), loss="binary_crossentropy")
+    model.optimizer.build(model.trainable_variables)
+    ids = tf.TensorSpec([None], tf.int32)
+    step = tf.function(model.train_step).get_concrete_function(
+        ((ids, ids), tf.TensorSpec([None, 1], tf.float32))
+    )
+    tables = [v for v in model.trainable_variables if "embedding" in v.path]
+    assert len(tables) == (2 if model_type == "gmf" else 4)
+    handles = {id(v.value.handle) for v in tables}
+    inside = {
+        internal.name for external, internal in step.graph.captures if id(external) in handles
+    }
+    assert len(inside) == len(tables)
+    uses = {
+        op.type
+        for op in step.graph.get_operations()
+        for tensor in op.inputs
+        if tensor.name in inside
+    }
+    assert uses == {"ResourceGather", "ResourceScatterSub"}
+
+
+def test_sparse_reads_train_exactly_as_keras_embedding_lookups(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import training.families.ncf_model as ncf_model
+
+    sparse_reads = fitted(LazyAdam(learning_rate=0.05), steps=5)
+    monkeypatch.setattr(ncf_model, "RowEmbedding", keras.layers.Embedding)
+    whole_table_reads = fitted(LazyAdam(learning_rate=0.05), steps=5)
+    assert type(whole_table_reads.gmf_user) is keras.layers.Embedding
+    for mine, theirs in zip(
+        sparse_reads.get_weights(), whole_table_reads.get_weights(), strict=True
+    ):
+        np.testing.assert_array_equal(mine, theirs)

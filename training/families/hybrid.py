@@ -41,6 +41,7 @@ from keras import layers
 from ncf_contract.families import HYBRID
 from training.config import TrainingConfig
 from training.families.base import FittedModel
+from training.families.lazy_adam import gather_rows
 from training.families.ncf import NcfFamily
 from training.objectives import Objective, Scorer
 
@@ -90,13 +91,13 @@ class _Side(layers.Layer):
     def call(self, index: Any) -> Any:
         """``[batch, width]`` vectors of the ids ``index``."""
         index = tf.cast(index, tf.int64)
-        vectors = tf.gather(self.id_table, index) * tf.gather(self.known, index)
+        vectors = gather_rows(self.id_table, index) * tf.gather(self.known, index)
         if self.feature_table is not None:
             ranges = tf.ragged.range(
                 tf.gather(self.indptr, index), tf.gather(self.indptr, index + 1)
             )
             positions = ranges.flat_values
-            rows = tf.gather(self.feature_table, tf.gather(self.indices, positions))
+            rows = gather_rows(self.feature_table, tf.gather(self.indices, positions))
             rows = rows * tf.gather(self.values, positions)[:, None]
             vectors += tf.math.unsorted_segment_sum(
                 rows, ranges.value_rowids(), tf.shape(index, out_type=tf.int64)[0]

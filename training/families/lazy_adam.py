@@ -83,6 +83,28 @@ class LazyAdam(keras.optimizers.Adam):
         _tf_variable(variable).scatter_sub(tf.IndexedSlices(step_rows, rows))
 
 
+def gather_rows(table: Any, indices: Any) -> tf.Tensor:
+    """Rows ``indices`` of ``table`` (a Keras or TF variable), reading only those rows.
+
+    A TensorFlow sparse read (``ResourceGather``). Keras' ``Embedding`` and ``tf.gather``
+    on a Keras variable read the whole table first (``ReadVariableOp``) and gather from
+    that, and once ``LazyAdam`` has scattered into a table TensorFlow keeps the variable
+    in copy-on-read mode, where every whole-table read is a copy: at ML-20M's shape two
+    copies of the 35 MB user table per step (Keras also reads it for its shape), which
+    cost more than the rest of the step (issue 16; ``benchmarks/train_step_scale.py``).
+    """
+    return tf.gather(_tf_variable(table), indices)
+
+
+@keras.saving.register_keras_serializable(package="ncf")
+class RowEmbedding(keras.layers.Embedding):
+    """Keras' ``Embedding`` with its lookup by ``gather_rows`` (no whole-table read)."""
+
+    def call(self, inputs: Any) -> Any:
+        """``[*inputs.shape, output_dim]`` rows of ``inputs`` (non-negative indices)."""
+        return gather_rows(self.embeddings, inputs)
+
+
 def _tf_variable(variable: Any) -> tf.Variable:
     """The ``tf.Variable`` behind a Keras variable (scatters are methods of the former)."""
     return variable.value if isinstance(variable, keras.Variable) else variable

@@ -38,7 +38,7 @@ from training.config import TrainingConfig
 from training.distributed import DistributedSteps
 from training.errors import DataError, TrainingDivergedError
 from training.families.base import FitContext, FitResult, FittedModel, validation_of
-from training.families.lazy_adam import LazyAdam
+from training.families.lazy_adam import LazyAdam, gather_rows
 from training.families.ncf_model import NCF
 from training.objectives import Examples, Objective, Scorer
 from training.signals import StopFlag
@@ -82,7 +82,7 @@ class KerasScorer:
             @tf.function(reduce_retracing=True)
             def all_items(users: tf.Tensor) -> tf.Tensor:
                 kernel = tf.reshape(model.output_dense.kernel, [1, -1])
-                user_rows = tf.gather(model.gmf_user.embeddings, users) * kernel
+                user_rows = gather_rows(model.gmf_user.embeddings, users) * kernel
                 logits = tf.matmul(user_rows, model.gmf_item.embeddings, transpose_b=True)
                 return model.output_dense.activation(logits + model.output_dense.bias)
 

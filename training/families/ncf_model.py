@@ -30,6 +30,8 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from training.families.lazy_adam import RowEmbedding
+
 
 @keras.saving.register_keras_serializable(package="ncf")
 class NCF(keras.Model):
@@ -76,7 +78,8 @@ class NCF(keras.Model):
         self.use_mlp = model_type in ("mlp", "neumf")
 
         def embedding(rows: int, dim: int, name: str) -> layers.Embedding:
-            return layers.Embedding(
+            # Only the looked-up rows are read (see ``lazy_adam.gather_rows``).
+            return RowEmbedding(
                 rows,
                 dim,
                 embeddings_initializer=keras.initializers.RandomNormal(stddev=0.01),
