@@ -102,6 +102,8 @@ class RowEmbedding(keras.layers.Embedding):
 
     def call(self, inputs: Any) -> Any:
         """``[*inputs.shape, output_dim]`` rows of ``inputs`` (non-negative indices)."""
+        if inputs.dtype not in (tf.int32, tf.int64):  # as Keras' Embedding does
+            inputs = tf.cast(inputs, tf.int32)
         return gather_rows(self.embeddings, inputs)
 
 
