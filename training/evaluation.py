@@ -261,6 +261,11 @@ class ListComparison:
     recommendation_counts: dict[str, np.ndarray]
 
 
+#: Users per block of ``popularity_top_k_lists``: its temporaries are ~50 bytes per seen
+#: item of the block's users (1.3 GB for all 138,493 users at 20M interactions at once).
+POPULARITY_LIST_USERS = 1 << 14
+
+
 def popularity_top_k_lists(
     popularity: np.ndarray, users: np.ndarray, exclude: SeenItems, k: int
 ) -> np.ndarray:
@@ -270,8 +275,9 @@ def popularity_top_k_lists(
     index), so a user's list is the first ``k`` items of that order they have not
     seen: with their seen items' ranks sorted, ``s_0 < s_1 < ...``, the ``i``-th unseen
     rank is ``i + #{j : s_j - j <= i}`` (as ``training.sampling`` draws negatives), one
-    ``searchsorted`` for all users. Ranking a ``[users, items]`` matrix instead took
-    most of a job's evaluation at ML-20M's shape (138,493 x 26,744; issue 16).
+    ``searchsorted`` per block of ``POPULARITY_LIST_USERS`` users. Ranking a
+    ``[users, items]`` matrix instead took most of a job's evaluation at ML-20M's shape
+    (138,493 x 26,744; issue 16).
 
     Returns:
         ``[len(users), k]`` int64 item indices, as ``top_k_lists`` returns them.
@@ -282,20 +288,22 @@ def popularity_top_k_lists(
     order = np.lexsort((np.arange(num_items), -popularity))  # best first, ties lower index
     rank = np.empty(num_items, dtype=np.int64)
     rank[order] = np.arange(num_items)
-    rows, items = exclude.cells(np.arange(len(users)), users)
-    seen_ranks = rank[items]
-    by_row = np.lexsort((seen_ranks, rows))
-    rows, seen_ranks = rows[by_row], seen_ranks[by_row]
-    row_starts = np.searchsorted(rows, np.arange(len(users)))
-    within = np.arange(len(rows)) - row_starts[rows]
-    keys = rows * (num_items + 1) + (seen_ranks - within)  # sorted: s_j - j rises in a row
     wanted = np.arange(min(k, num_items), dtype=np.int64)
-    queries = np.arange(len(users), dtype=np.int64)[:, None] * (num_items + 1) + wanted
-    ranks = wanted + np.searchsorted(keys, queries, side="right") - row_starts[:, None]
     lists = np.full((len(users), k), -1, dtype=np.int64)
-    lists[:, : len(wanted)] = np.where(
-        ranks < num_items, order[np.minimum(ranks, num_items - 1)], -1
-    )
+    for start in range(0, len(users), POPULARITY_LIST_USERS):
+        block = users[start : start + POPULARITY_LIST_USERS]
+        rows, items = exclude.cells(np.arange(len(block)), block)
+        seen_ranks = rank[items]
+        by_row = np.lexsort((seen_ranks, rows))
+        rows, seen_ranks = rows[by_row], seen_ranks[by_row]
+        row_starts = np.searchsorted(rows, np.arange(len(block)))
+        within = np.arange(len(rows)) - row_starts[rows]
+        keys = rows * (num_items + 1) + (seen_ranks - within)  # sorted: s_j - j rises in a row
+        queries = np.arange(len(block), dtype=np.int64)[:, None] * (num_items + 1) + wanted
+        ranks = wanted + np.searchsorted(keys, queries, side="right") - row_starts[:, None]
+        lists[start : start + len(block), : len(wanted)] = np.where(
+            ranks < num_items, order[np.minimum(ranks, num_items - 1)], -1
+        )
     return lists
 
 

@@ -185,8 +185,15 @@ def test_rmse() -> None:
 
 
 @pytest.mark.parametrize("k", [1, 5, 12])
-def test_popularity_lists_without_a_score_matrix_equal_the_ranked_rows(k: int) -> None:
+@pytest.mark.parametrize("block_users", [1 << 14, 7])
+def test_popularity_lists_without_a_score_matrix_equal_the_ranked_rows(
+    k: int, block_users: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Blocks of users (issue 16: temporaries bounded at 20M interactions) change nothing.
+    import training.evaluation as evaluation
     from training.evaluation import PopularityScorer, popularity_top_k_lists, top_k_lists
+
+    monkeypatch.setattr(evaluation, "POPULARITY_LIST_USERS", block_users)
 
     rng = np.random.default_rng(0)
     num_users, num_items = 60, 12
