@@ -130,6 +130,21 @@ def test_load_makes_no_transposed_or_float64_copy_of_the_item_tables(
     assert fold_in.item_vectors is table
 
 
+def test_two_tower_item_vectors_equal_the_unit_rows_of_the_towers_unit_rows() -> None:
+    # Issue 16: written in place (no concatenated copy), the values are those of the
+    # definition to the bit, zero and tiny rows included.
+    from ncf_contract.ranking import unit_item_vectors, unit_rows
+
+    rng = np.random.default_rng(1)
+    gmf = rng.normal(size=(40, 8)).astype(np.float32)
+    mlp = rng.normal(size=(40, 4)).astype(np.float32)
+    gmf[3], mlp[3], mlp[5], gmf[7] = 0.0, 0.0, 0.0, 1e-14
+    unit = unit_item_vectors({"gmf_item_embedding": gmf, "mlp_item_embedding": mlp})
+    expected = unit_rows(np.concatenate([unit_rows(gmf), unit_rows(mlp)], axis=1))
+    np.testing.assert_array_equal(unit, expected)
+    assert unit.dtype == np.float32 and unit.flags.c_contiguous
+
+
 def test_one_tower_item_vectors_are_its_unit_rows() -> None:
     from ncf_contract.ranking import unit_item_vectors, unit_rows
 
