@@ -14,8 +14,10 @@ feedback, so no other module compares the feedback kind:
   bounds (an epoch that misses a bound is never selected), and all of them, for
   the model and the popularity baseline side by side, for the report.
 
-Implicit feedback is judged by HR@K and NDCG@K of each held-out item among
-sampled negatives (the NCF protocol; the negatives are drawn once with a fixed
+Implicit feedback is trained with the NCF paper's pointwise loss
+(``ImplicitObjective``) or with a softmax over the catalog (``SoftmaxObjective``;
+``TrainingConfig.loss_for`` picks). It is judged by HR@K and NDCG@K of each
+held-out item among sampled negatives (the NCF protocol; the negatives are drawn once with a fixed
 seed) and, on test, also among every unseen item. Explicit feedback is judged
 by RMSE.
 """
@@ -26,14 +28,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
 from ncf_contract.families import Feedback, output_activation
 from ncf_contract.seen import SeenItems
 from training import beyond_accuracy, evaluation, recency, sampling
-from training.config import TrainingConfig
+from training.config import SOFTMAX, TrainingConfig
 from training.constraints import all_hold, describe
 from training.dataset import Dataset, Interactions
 from training.errors import ConfigError
@@ -87,8 +89,10 @@ class Objective(ABC):
     """The feedback-specific parts of training and evaluation."""
 
     feedback: Feedback
-    #: The Keras loss name.
-    loss: str
+    #: The Keras loss: a name, or a loss object.
+    loss: Any
+    #: The candidate items of the softmax loss (``NCF.softmax_candidates``); 0: none.
+    softmax_candidates: int = 0
 
     def __init__(self, config: TrainingConfig, dataset: Dataset) -> None:
         self.config = config
@@ -330,6 +334,40 @@ class ImplicitObjective(Objective):
         return metrics
 
 
+class SoftmaxObjective(ImplicitObjective):
+    """Ranking, trained by a softmax of each positive against the catalog (``loss=softmax``).
+
+    The examples are the positives alone, shuffled: the negatives are the candidate items
+    the model scores in its loss (``training.families.ncf_model``), so the model outputs
+    logits (linear output) and the compiled loss reads them as a softmax whose class 0 is
+    the positive. Evaluation is the pointwise objective's.
+    """
+
+    def __init__(self, config: TrainingConfig, dataset: Dataset) -> None:
+        super().__init__(config, dataset)
+        # Keras (TensorFlow) only where a model trains: EASE and iALS jobs never import it.
+        from keras.losses import SparseCategoricalCrossentropy
+
+        self.loss = SparseCategoricalCrossentropy(from_logits=True)
+        self.softmax_candidates = config.softmax_candidates
+
+    @property
+    def output_activation(self) -> str:
+        """``linear``: a softmax ranks logits, which a sigmoid would saturate."""
+        return "linear"
+
+    def epoch_examples(self, rng: np.random.Generator, rows: np.ndarray | None = None) -> Examples:
+        """Every positive once, shuffled, with target 0 (its class in the softmax)."""
+        train, weights = self._train_rows(rows)
+        order = rng.permutation(len(train))
+        return Examples(
+            train.user_index[order],
+            train.item_index[order],
+            np.zeros(len(order), dtype=np.float32),
+            None if weights is None else weights[order],
+        )
+
+
 class ExplicitObjective(Objective):
     """Rating prediction: mean squared error; RMSE."""
 
@@ -374,7 +412,9 @@ class ExplicitObjective(Objective):
 
 
 def objective_for(config: TrainingConfig, dataset: Dataset) -> Objective:
-    """The objective of ``config.feedback``."""
+    """The objective of ``config.feedback`` and of the loss its family trains with."""
+    if config.loss_for(config.family) == SOFTMAX:
+        return SoftmaxObjective(config, dataset)
     if Feedback(config.feedback) is Feedback.IMPLICIT:
         return ImplicitObjective(config, dataset)
     return ExplicitObjective(config, dataset)

@@ -55,7 +55,7 @@ from optuna.trial import TrialState
 
 from ncf_contract.families import ITEM_ITEM_FAMILIES, MODEL_FAMILIES, NCF_FAMILIES, Feedback
 from ncf_contract.metric_lines import format_metric_line
-from training.config import AUTO, TrainingConfig
+from training.config import AUTO, SOFTMAX, TrainingConfig
 from training.dataset import Dataset
 from training.errors import TrainingDivergedError, UserFacingError
 from training.families import FitContext, distributes, family_for
@@ -227,10 +227,23 @@ def suggest(
         families[0] if len(families) == 1 else trial.suggest_categorical("model_type", families)
     )
     params: dict[str, Any] = {"model_type": family}
-    for name, draw in SEARCH_SPACES.get(family, {}).items():
-        if name not in config.fixed and hasattr(config, name):
-            params[name] = draw(trial)
+    for name, draw in _searched(config, family).items():
+        params[name] = draw(trial)
     return params
+
+
+def _searched(config: TrainingConfig, family: str) -> dict[str, Suggest]:
+    """The hyperparameters a trial of ``family`` draws: its space less those that are fixed.
+
+    ``num_negatives`` is left out when the family trains with the softmax, which has no
+    sampled negatives (``TrainingConfig.loss_for``).
+    """
+    unused = {"num_negatives"} if config.loss_for(family) == SOFTMAX else set()
+    return {
+        name: draw
+        for name, draw in SEARCH_SPACES.get(family, {}).items()
+        if name not in config.fixed and name not in unused and hasattr(config, name)
+    }
 
 
 def trial_key(params: Mapping[str, Any]) -> str:
@@ -628,9 +641,8 @@ def _enqueue_defaults(study: optuna.Study, config: TrainingConfig, dataset: Data
     families = searched_families(config, dataset)
     for family in families:
         params: dict[str, Any] = {} if len(families) == 1 else {"model_type": family}
-        for name in SEARCH_SPACES.get(family, {}):
-            if name not in config.fixed and hasattr(config, name):
-                params[name] = getattr(config, name)
+        for name in _searched(config, family):
+            params[name] = getattr(config, name)
         study.enqueue_trial(params, user_attrs={"start": "defaults"})
 
 

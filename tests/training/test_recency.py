@@ -46,6 +46,24 @@ def test_time_needs_timestamps() -> None:
         trending_counts(train, 2, 5)
 
 
+def test_softmax_examples_carry_their_positives_recency_weights() -> None:
+    dataset, config = dataset_and_config(recency_half_life=400.0, model_type="gmf")
+    expected = recency_weights(dataset.train, 400.0)
+    users, items, _, weights = objective_for(config, dataset).epoch_examples(
+        np.random.default_rng(0)
+    )
+    weight_of = {
+        (u, i): w
+        for u, i, w in zip(
+            dataset.train.user_index, dataset.train.item_index, expected, strict=True
+        )
+    }
+    assert weights is not None and len(weights) == len(dataset.train)
+    np.testing.assert_allclose(
+        weights, [weight_of[(u, i)] for u, i in zip(users, items, strict=True)]
+    )
+
+
 def dataset_and_config(**hyperparameters: object):
     frame = make_interactions(num_users=40, num_items=30, interactions_per_user=6)
     config = TrainingConfig.from_hyperparameters({"num_negatives": 3, **hyperparameters})
@@ -53,7 +71,7 @@ def dataset_and_config(**hyperparameters: object):
 
 
 def test_examples_carry_the_recency_weights() -> None:
-    dataset, config = dataset_and_config(recency_half_life=400.0)
+    dataset, config = dataset_and_config(recency_half_life=400.0, loss="pointwise")
     objective = objective_for(config, dataset)
     expected = recency_weights(dataset.train, 400.0)
     assert objective.interaction_weights is not None
@@ -78,7 +96,7 @@ def test_examples_carry_the_recency_weights() -> None:
 
 
 def test_without_half_life_the_examples_are_unchanged() -> None:
-    dataset, config = dataset_and_config()
+    dataset, config = dataset_and_config(loss="pointwise")
     examples = objective_for(config, dataset).epoch_examples(np.random.default_rng(5))
     assert examples.weights is None
     reference = sampling.training_examples(

@@ -42,7 +42,7 @@ def test_explicit_hyperparameters_are_never_searched(dataset: Dataset, tmp_path:
     for trial in result.trials:
         assert trial["state"] in ("complete", "pruned")
         assert {"learning_rate", "gmf_dim", "model_type"}.isdisjoint(trial["params"])
-        assert {"gmf_regularization", "num_negatives"} <= set(trial["params"])
+        assert "gmf_regularization" in trial["params"]
     assert result.config.learning_rate == 0.01 and result.config.gmf_dim == 8
     assert result.config.model_type == "gmf"
     best = next(t for t in result.trials if t["number"] == result.best_trial)
@@ -63,6 +63,26 @@ def test_model_type_auto_lets_the_search_choose_the_family() -> None:
     assert all(suggest(study.ask(), explicit)["model_type"] in NCF_FAMILIES for _ in range(20)), (
         "rating prediction searches the NCF families only"
     )
+
+
+@pytest.mark.parametrize(
+    ("hyperparameters", "draws_negatives"),
+    [
+        ({"model_type": "gmf"}, False),  # loss=auto: the softmax, which samples no negatives
+        ({"model_type": "gmf", "loss": "pointwise"}, True),
+        ({"model_type": "neumf"}, True),
+        ({"model_type": "neumf", "loss": "softmax"}, False),
+    ],
+)
+def test_num_negatives_is_searched_only_for_the_pointwise_loss(
+    hyperparameters: dict, draws_negatives: bool
+) -> None:
+    import optuna
+
+    config = TrainingConfig.from_hyperparameters(hyperparameters)
+    params = suggest(optuna.create_study().ask(), config)
+    assert ("num_negatives" in params) is draws_negatives
+    assert "learning_rate" in params
 
 
 def test_the_search_keeps_to_its_budget(dataset: Dataset, tmp_path: Path) -> None:

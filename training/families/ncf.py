@@ -18,6 +18,7 @@ gradients are all-reduced, the learning rate follows the global batch
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import math
 import time
@@ -40,7 +41,7 @@ from training.errors import DataError, TrainingDivergedError
 from training.families.base import FitContext, FitResult, FittedModel, validation_of
 from training.families.lazy_adam import LazyAdam, gather_rows
 from training.families.ncf_model import NCF
-from training.objectives import Examples, Objective, Scorer
+from training.objectives import Examples, Objective, Scorer, objective_for
 from training.signals import StopFlag
 from training.state import TrainingState, checkpoint_file
 
@@ -173,6 +174,7 @@ def build_model(config: TrainingConfig, objective: Objective, model_type: str | 
         mlp_regularization=config.mlp_regularization,
         dropout=config.dropout,
         output_activation=objective.output_activation,
+        softmax_candidates=objective.softmax_candidates,
     ).build_all()
 
 
@@ -357,6 +359,12 @@ class _Epochs:
                 len(self.rows),
                 len(train),
             )
+
+    def for_objective(self, objective: Objective) -> _Epochs:
+        """This worker's epochs drawing another objective's examples (a pre-trained tower's)."""
+        other = copy.copy(self)
+        other.objective, other._steps = objective, {}
+        return other
 
     def rng(self, phase: int, epoch: int) -> np.random.Generator:
         """The random stream of ``epoch`` of ``phase`` (0: training, 1, 2: pre-training)."""
@@ -619,17 +627,23 @@ def _log_line(line: str) -> None:
 def _pretrain(
     config: TrainingConfig, objective: Objective, epochs: _Epochs, context: FitContext
 ) -> tuple[NCF, NCF] | None:
-    """Train GMF and MLP separately (Adam), as the paper does before NeuMF."""
+    """Train GMF and MLP separately (Adam), as the paper does before NeuMF.
+
+    Each tower trains with its own family's loss (``TrainingConfig.loss_for``): with
+    ``loss=auto``, the GMF tower with the softmax and the MLP tower pointwise.
+    """
     towers = []
     for phase, tower_type in enumerate(("gmf", "mlp"), start=1):
+        tower_objective = objective_for(replace(config, model_type=tower_type), objective.dataset)
+        tower_epochs = epochs.for_objective(tower_objective)
         with _scope(context):
-            tower = build_model(config, objective, tower_type)
-            compile_model(tower, config, objective, optimizer="adam")
+            tower = build_model(config, tower_objective, tower_type)
+            compile_model(tower, config, tower_objective, optimizer="adam")
         for epoch in range(1, config.pretrain_epochs + 1):
             started = time.perf_counter()
-            loss, stopped = epochs.fit(
+            loss, stopped = tower_epochs.fit(
                 tower,
-                epochs.rng(phase, epoch),
+                tower_epochs.rng(phase, epoch),
                 context.stop_flag,
                 f"pre-training {tower_type} epoch {epoch}",
             )

@@ -11,6 +11,22 @@ and the forward pass is the formula documented there::
 
 Dropout (if any) acts on the MLP hidden layers during training only.
 
+Two training losses (``TrainingConfig.loss``). The pointwise one is the paper's:
+Keras' compiled binary cross-entropy on positives and sampled negatives. The softmax
+one (``softmax_candidates > 0``, linear output) is computed here, in
+``compute_loss``: each positive's logit competes in a softmax with the logits of the
+same user against a set of candidate items::
+
+    candidates = every item           if num_items <= softmax_candidates
+                 softmax_candidates items drawn uniformly for the batch, otherwise
+    loss       = -log softmax([logit(u, i), logit(u, c) for c in candidates if c != i])[0]
+
+The whole catalog is the exact softmax of the sampled-softmax literature; the uniform
+sample is its unbiased-logit approximation (uniform draws need no log-probability
+correction), shared by the batch so GMF scores it as one ``[batch, candidates]``
+product. The MLP tower's first layer is split into its user and item halves, so a
+candidate costs it the remaining layers only.
+
 Regularisation is per example, as in matrix factorisation trained by SGD: each
 training batch adds ``gmf_regularization * mean(|gmf_user[u]|² + |gmf_item[i]|²)``
 (and the same for the MLP embeddings with ``mlp_regularization``), so only the
@@ -52,13 +68,15 @@ class NCF(keras.Model):
         mlp_regularization: float | None = None,
         dropout: float | None = None,
         output_activation: str | None = None,
+        softmax_candidates: int = 0,
         **kwargs: Any,
     ) -> None:
         """Build the embeddings and layers.
 
         Raises:
-            ValueError: ``model_type`` or ``output_activation`` is unknown, or
-                ``mlp_layers`` is empty for a model with an MLP tower.
+            ValueError: ``model_type`` or ``output_activation`` is unknown,
+                ``mlp_layers`` is empty for a model with an MLP tower, or a softmax
+                loss (``softmax_candidates > 0``) is asked of a sigmoid output.
         """
         super().__init__(**kwargs)
         if model_type not in ("gmf", "mlp", "neumf"):
@@ -74,6 +92,13 @@ class NCF(keras.Model):
             raise ValueError(
                 f"output_activation must be sigmoid or linear, got {output_activation!r}"
             )
+        self.softmax_candidates = softmax_candidates
+        if softmax_candidates and self.output_activation != "linear":
+            raise ValueError("the softmax loss trains logits: output_activation must be linear")
+        #: Draws the shared candidates when the catalog is larger than ``softmax_candidates``.
+        self._candidate_seeds = (
+            keras.random.SeedGenerator(0) if 0 < softmax_candidates < num_items else None
+        )
         self.use_gmf = model_type in ("gmf", "neumf")
         self.use_mlp = model_type in ("mlp", "neumf")
 
@@ -136,6 +161,78 @@ class NCF(keras.Model):
         features = parts[0] if len(parts) == 1 else ops.concatenate(parts, axis=-1)
         return self.output_dense(features)
 
+    def candidate_logits(self, user_index: Any, candidates: Any, training: bool = False) -> Any:
+        """``[batch, candidates]`` logits of each user against every candidate item.
+
+        The same numbers as ``call`` on each pair before the output activation, computed
+        without forming the ``batch x candidates`` pairs for the GMF tower (one product)
+        and with the MLP's first layer applied to users and items separately.
+        """
+        kernel, bias = self.output_dense.kernel, self.output_dense.bias
+        logits = bias[0]
+        offset = 0
+        if self.use_gmf:
+            weighted_user = self.gmf_user(user_index) * kernel[: self.gmf_dim, 0]
+            logits = logits + ops.matmul(weighted_user, ops.transpose(self.gmf_item(candidates)))
+            offset = self.gmf_dim
+        if self.use_mlp:
+            user, item = self.mlp_user(user_index), self.mlp_item(candidates)
+            if self.mlp_dense:
+                first, half = self.mlp_dense[0], ops.shape(user)[-1]
+                hidden = ops.relu(
+                    ops.expand_dims(ops.matmul(user, first.kernel[:half]), 1)
+                    + ops.expand_dims(ops.matmul(item, first.kernel[half:]), 0)
+                    + first.bias
+                )
+                for index, dense in enumerate(self.mlp_dense):
+                    if index:
+                        hidden = dense(hidden)
+                    if self.mlp_dropout is not None:
+                        hidden = self.mlp_dropout(hidden, training=training)
+                logits = logits + ops.matmul(hidden, kernel[offset:, 0])
+            else:  # no hidden layer: the output reads the concatenated embeddings
+                half = ops.shape(user)[-1]
+                logits = (
+                    logits
+                    + ops.expand_dims(ops.matmul(user, kernel[offset : offset + half, 0]), 1)
+                    + ops.expand_dims(ops.matmul(item, kernel[offset + half :, 0]), 0)
+                )
+        return logits
+
+    def compute_loss(
+        self,
+        x: Any = None,
+        y: Any = None,
+        y_pred: Any = None,
+        sample_weight: Any = None,
+        training: bool = True,
+    ) -> Any:
+        """Keras' loss; with ``softmax_candidates``, the softmax of the module docstring.
+
+        The compiled loss (sparse categorical cross-entropy from logits) then reads the
+        ``[batch, 1 + candidates]`` logits with the positive in column 0, so Keras keeps
+        doing the sample weights, the reduction, the scaling under a distribution
+        strategy and the regularisation terms.
+        """
+        if not self.softmax_candidates:
+            return super().compute_loss(x, y, y_pred, sample_weight, training)
+        user_index, item_index = x
+        if self._candidate_seeds is None:
+            candidates = ops.arange(self.num_items, dtype="int32")
+        else:
+            candidates = keras.random.randint(
+                (self.softmax_candidates,), 0, self.num_items, seed=self._candidate_seeds
+            )
+        others = self.candidate_logits(user_index, candidates, training=training)
+        # The positive itself among the candidates is not a negative.
+        is_positive = ops.equal(
+            ops.expand_dims(ops.cast(item_index, "int32"), 1), ops.expand_dims(candidates, 0)
+        )
+        others = ops.where(is_positive, ops.full_like(others, -1e9), others)
+        logits = ops.concatenate([ops.reshape(y_pred, (-1, 1)), others], axis=1)
+        positive_column = ops.zeros_like(ops.cast(item_index, "int32"))
+        return super().compute_loss(x, positive_column, logits, sample_weight, training)
+
     def _penalise_rows(self, strength: float, *rows: Any) -> None:
         """Add ``strength * mean over the batch of the rows' squared norms`` to the loss."""
         if strength:
@@ -155,6 +252,7 @@ class NCF(keras.Model):
             "mlp_regularization": self.mlp_regularization,
             "dropout": self.dropout,
             "output_activation": self.output_activation,
+            "softmax_candidates": self.softmax_candidates,
         }
 
     def build_all(self) -> NCF:
