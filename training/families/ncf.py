@@ -381,7 +381,7 @@ class _Epochs:
         """
         examples = self.objective.epoch_examples(rng, self.rows)
         if self.distribution is None:
-            loss = fit_one_epoch(model, examples, self.config.batch_size, stop_flag)
+            loss = fit_one_epoch(model, examples, self.objective.batch_size, stop_flag)
             return loss, bool(stop_flag)
         if id(model) not in self._steps:
             self._steps[id(model)] = DistributedSteps(self.distribution, model)
@@ -389,7 +389,7 @@ class _Epochs:
         per_interaction = len(examples.users) // len(self.rows)
         loss, stopped = self._steps[id(model)].fit_epoch(
             examples,
-            self.config.batch_size,
+            self.objective.batch_size,
             len(self.objective.dataset.train) * per_interaction,
             stop_flag,
             what,
