@@ -5,8 +5,8 @@ on the CPU split into two logical devices (``tf.config.set_logical_device_config
 in a fresh process, since that must happen before TensorFlow starts. The same
 code runs: ``make_distribution`` picks ``MirroredStrategy`` over the devices, the
 NCF fit runs Keras' ``train_step`` on both replicas with the gradients reduced
-(``DistributedSteps``), the learning rate follows the global batch, and the
-search and the refit run under it.
+(``DistributedSteps``; the softmax loss's sampled candidates too), the learning rate
+follows the global batch, and the search and the refit run under it.
 """
 
 from __future__ import annotations
@@ -54,6 +54,11 @@ out["broadcast"] = distribution.broadcast(message, StopFlag(), "a test")
 for name, used in (("mirrored", distribution), ("plain", None)):
     result = trainer.train(config, dataset, tmp / name, emit=print, distribution=used)
     out[name] = result.test
+# A softmax over sampled candidates (120 items, 30 drawn per batch) under the strategy.
+sampled = replace(config, model_type="neumf", loss="softmax", softmax_candidates=30)
+out["sampled_softmax"] = trainer.train(
+    sampled, dataset, tmp / "sampled", emit=print, distribution=distribution
+).test
 search = replace(
     config, model_type="auto", tuning="auto", tuning_trials=AUTO_FAMILIES.index("gmf") + 1,
     refit=True, epochs=2,
@@ -88,6 +93,7 @@ def test_one_host_mirrors_over_its_devices(tmp_path) -> None:
     # As good as one device: the reduced gradients train the same model.
     assert result["mirrored"]["hr"] == pytest.approx(result["plain"]["hr"], abs=0.05)
     assert result["mirrored"]["hr"] > 0.5  # far above chance (0.1)
+    assert result["sampled_softmax"]["hr"] > 0.2  # chance is 0.1
     # The search's gmf trial and refit run under the strategy; the others on the host alone.
     assert result["search"]["trials"] == ["complete"] * len(result["search"]["trials"])
     assert result["search"]["test"]["hr"] > 0.5
