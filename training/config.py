@@ -33,9 +33,6 @@ AUTO = "auto"
 #: (``softmax_candidates``).
 POINTWISE, SOFTMAX = "pointwise", "softmax"
 LOSSES = (POINTWISE, SOFTMAX)
-#: The families ``loss=auto`` trains with the softmax: those whose scores of a user against
-#: every item are one matrix product, so the whole catalog costs one ``[batch, items]`` product.
-SOFTMAX_BY_DEFAULT = ("gmf",)
 
 #: Hyperparameters SageMaker itself adds (tuning, script mode); ignored, never an error.
 _RESERVED_PREFIXES = ("sagemaker_", "_")
@@ -230,19 +227,17 @@ class TrainingConfig:
         return "neumf" if self.pretrain else DEFAULT_FAMILY
 
     def loss_for(self, family: str) -> str:
-        """The loss ``family`` trains with: ``loss``, or for ``auto`` the family's best.
+        """The loss ``family`` trains with, when no search chooses it.
 
-        ``auto`` is the softmax for GMF on implicit feedback: against the NCF paper's
-        pointwise loss it ranks better on MovieLens-1M and ml-1m-half (BENCHMARKS.md), and
-        costs one ``[batch, items]`` product per step. MLP and NeuMF keep the pointwise loss
-        by default, because each candidate item costs them an MLP pass per example. The
-        families that are not trained by gradient descent (and the hybrid) ignore it.
+        ``auto`` lets the in-job search choose between the two for GMF trials
+        (``training.search``); a fit without a search uses the pointwise loss, which ranked
+        as well on validation on MovieLens-1M and better on ml-1m-half at the default
+        settings, in a third of the time (BENCHMARKS.md). The families that are not trained
+        by gradient descent (and the hybrid) ignore it.
         """
-        if family not in NCF_FAMILIES or self.feedback != "implicit":
+        if family not in NCF_FAMILIES or self.feedback != "implicit" or self.loss == AUTO:
             return POINTWISE
-        if self.loss != AUTO:
-            return self.loss
-        return SOFTMAX if family in SOFTMAX_BY_DEFAULT else POINTWISE
+        return self.loss
 
     @property
     def searches(self) -> bool:

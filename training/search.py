@@ -55,7 +55,7 @@ from optuna.trial import TrialState
 
 from ncf_contract.families import ITEM_ITEM_FAMILIES, MODEL_FAMILIES, NCF_FAMILIES, Feedback
 from ncf_contract.metric_lines import format_metric_line
-from training.config import AUTO, SOFTMAX, TrainingConfig
+from training.config import AUTO, POINTWISE, SOFTMAX, TrainingConfig
 from training.dataset import Dataset
 from training.errors import TrainingDivergedError, UserFacingError
 from training.families import FitContext, distributes, family_for
@@ -111,7 +111,8 @@ _IALS: dict[str, Suggest] = {
 _EASE: dict[str, Suggest] = {"ease_l2": _log_float("ease_l2", 30.0, 5000.0)}
 #: What each family searches: the hyperparameters that matter most for it.
 SEARCH_SPACES: dict[str, dict[str, Suggest]] = {
-    "gmf": _NCF_COMMON,
+    # The loss first: the softmax draws no num_negatives.
+    "gmf": {"loss": _choice("loss", POINTWISE, SOFTMAX), **_NCF_COMMON},
     "mlp": {
         name: draw for name, draw in {**_NCF_COMMON, **_MLP}.items() if not name.startswith("gmf_")
     },
@@ -227,22 +228,27 @@ def suggest(
         families[0] if len(families) == 1 else trial.suggest_categorical("model_type", families)
     )
     params: dict[str, Any] = {"model_type": family}
-    for name, draw in _searched(config, family).items():
-        params[name] = draw(trial)
+    space = _searched(config, family)
+    if "loss" in space:
+        params["loss"] = space.pop("loss")(trial)
+    softmax = params.get("loss", config.loss_for(family)) == SOFTMAX
+    for name, draw in space.items():
+        if not (softmax and name == "num_negatives"):  # the softmax samples no negatives
+            params[name] = draw(trial)
     return params
 
 
 def _searched(config: TrainingConfig, family: str) -> dict[str, Suggest]:
-    """The hyperparameters a trial of ``family`` draws: its space less those that are fixed.
+    """The hyperparameters a trial of ``family`` may draw: its space less those that are fixed.
 
-    ``num_negatives`` is left out when the family trains with the softmax, which has no
-    sampled negatives (``TrainingConfig.loss_for``).
+    ``loss`` is searched while it is ``auto`` (GMF only: ``TrainingConfig.loss_for``).
     """
-    unused = {"num_negatives"} if config.loss_for(family) == SOFTMAX else set()
     return {
         name: draw
         for name, draw in SEARCH_SPACES.get(family, {}).items()
-        if name not in config.fixed and name not in unused and hasattr(config, name)
+        if name not in config.fixed
+        and hasattr(config, name)
+        and (name != "loss" or config.loss == AUTO)
     }
 
 
@@ -642,7 +648,10 @@ def _enqueue_defaults(study: optuna.Study, config: TrainingConfig, dataset: Data
     for family in families:
         params: dict[str, Any] = {} if len(families) == 1 else {"model_type": family}
         for name in _searched(config, family):
-            params[name] = getattr(config, name)
+            if name == "num_negatives" and config.loss_for(family) == SOFTMAX:
+                continue
+            # ``loss=auto`` fits the pointwise loss when nothing chooses.
+            params[name] = config.loss_for(family) if name == "loss" else getattr(config, name)
         study.enqueue_trial(params, user_attrs={"start": "defaults"})
 
 

@@ -47,7 +47,7 @@ def test_time_needs_timestamps() -> None:
 
 
 def test_softmax_examples_carry_their_positives_recency_weights() -> None:
-    dataset, config = dataset_and_config(recency_half_life=400.0, model_type="gmf")
+    dataset, config = dataset_and_config(recency_half_life=400.0, loss="softmax")
     expected = recency_weights(dataset.train, 400.0)
     users, items, _, weights = objective_for(config, dataset).epoch_examples(
         np.random.default_rng(0)

@@ -68,7 +68,7 @@ def test_model_type_auto_lets_the_search_choose_the_family() -> None:
 @pytest.mark.parametrize(
     ("hyperparameters", "draws_negatives"),
     [
-        ({"model_type": "gmf"}, False),  # loss=auto: the softmax, which samples no negatives
+        ({"model_type": "gmf", "loss": "softmax"}, False),
         ({"model_type": "gmf", "loss": "pointwise"}, True),
         ({"model_type": "neumf"}, True),
         ({"model_type": "neumf", "loss": "softmax"}, False),
@@ -83,6 +83,20 @@ def test_num_negatives_is_searched_only_for_the_pointwise_loss(
     params = suggest(optuna.create_study().ask(), config)
     assert ("num_negatives" in params) is draws_negatives
     assert "learning_rate" in params
+    assert "loss" not in params  # given, so never searched
+
+
+def test_with_loss_auto_the_search_chooses_gmf_s_loss() -> None:
+    import optuna
+
+    config = TrainingConfig.from_hyperparameters({"model_type": "gmf"})
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    drawn = [suggest(study.ask(), config) for _ in range(30)]
+    assert {params["loss"] for params in drawn} == {"pointwise", "softmax"}
+    for params in drawn:
+        assert ("num_negatives" in params) is (params["loss"] == "pointwise")
+    neumf = suggest(study.ask(), TrainingConfig.from_hyperparameters({"model_type": "neumf"}))
+    assert "loss" not in neumf
 
 
 def test_the_search_keeps_to_its_budget(dataset: Dataset, tmp_path: Path) -> None:

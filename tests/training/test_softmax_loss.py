@@ -111,8 +111,9 @@ def dataset():
 @pytest.mark.parametrize(
     ("hyperparameters", "expected"),
     [
-        ({"model_type": "gmf"}, SoftmaxObjective),
-        ({"model_type": "auto"}, SoftmaxObjective),  # fits gmf without a search
+        ({"model_type": "gmf"}, ImplicitObjective),  # loss=auto without a search: pointwise
+        ({"model_type": "gmf", "loss": "softmax"}, SoftmaxObjective),
+        ({"model_type": "auto", "loss": "softmax"}, SoftmaxObjective),  # fits gmf
         ({"model_type": "neumf"}, ImplicitObjective),
         ({"model_type": "mlp"}, ImplicitObjective),
         ({"model_type": "gmf", "loss": "pointwise"}, ImplicitObjective),
@@ -132,12 +133,12 @@ def test_each_family_trains_with_the_loss_it_is_given_or_its_best(
     assert objective.softmax_candidates == (4096 if softmax else 0)
 
 
-def test_auto_means_the_softmax_for_gmf_only() -> None:
-    config = TrainingConfig.from_hyperparameters({})
-    assert config.loss_for("gmf") == SOFTMAX
-    assert [config.loss_for(family) for family in ("mlp", "neumf", "hybrid", "ease")] == (
-        [POINTWISE] * 4
-    )
+def test_without_a_search_auto_means_pointwise_and_softmax_means_the_ncf_families() -> None:
+    families = ("gmf", "mlp", "neumf", "hybrid", "ease")
+    auto = TrainingConfig.from_hyperparameters({})
+    assert [auto.loss_for(family) for family in families] == [POINTWISE] * 5
+    softmax = TrainingConfig.from_hyperparameters({"loss": "softmax"})
+    assert [softmax.loss_for(family) for family in families] == [SOFTMAX] * 3 + [POINTWISE] * 2
 
 
 @pytest.mark.parametrize(
@@ -155,8 +156,8 @@ def test_a_softmax_it_cannot_train_is_refused_naming_the_fix(hyperparameters: di
 
 
 def test_the_softmax_epoch_holds_each_positive_once(dataset) -> None:
-    objective = objective_for(single_fit_config({"model_type": "gmf"}), dataset)
-    examples = objective.epoch_examples(np.random.default_rng(0))
+    config = single_fit_config({"model_type": "gmf", "loss": "softmax"})
+    examples = objective_for(config, dataset).epoch_examples(np.random.default_rng(0))
     train = dataset.train
     assert len(examples.users) == len(train)
     assert not examples.targets.any()
@@ -168,8 +169,7 @@ def test_the_softmax_epoch_holds_each_positive_once(dataset) -> None:
 def test_a_gmf_trained_with_the_softmax_ranks_above_popularity(dataset, tmp_path) -> None:
     from training.families import FitContext, family_for
 
-    # 3,800 positives: batches of 256 give the softmax a few steps per epoch.
-    config = single_fit_config({"model_type": "gmf", "epochs": 4, "gmf_dim": 16, "batch_size": 256})
+    config = single_fit_config({"model_type": "gmf", "loss": "softmax", "epochs": 4, "gmf_dim": 16})
     objective = objective_for(config, dataset)
     result = family_for("gmf").fit(config, objective, FitContext(tmp_path, emit=lambda _: None))
     assert result.model is not None
@@ -179,18 +179,24 @@ def test_a_gmf_trained_with_the_softmax_ranks_above_popularity(dataset, tmp_path
     assert result.validation["hr"] > popularity["hr"]
 
 
-def test_neumf_pre_trains_each_tower_with_its_own_loss(dataset, tmp_path) -> None:
+@pytest.mark.parametrize(
+    ("loss", "expected"), [("auto", (0, "sigmoid")), ("softmax", (4096, "linear"))]
+)
+def test_neumf_pre_trains_its_towers_with_the_loss_it_is_given(
+    dataset, tmp_path, loss: str, expected: tuple
+) -> None:
     from training.families import FitContext
     from training.families.ncf import _Epochs, _pretrain
 
-    config = single_fit_config({"model_type": "neumf", "pretrain": True, "pretrain_epochs": 1})
+    config = single_fit_config(
+        {"model_type": "neumf", "pretrain": True, "pretrain_epochs": 1, "loss": loss}
+    )
     objective = objective_for(config, dataset)
     context = FitContext(tmp_path, emit=lambda _: None)
     towers = _pretrain(config, objective, _Epochs(config, objective, context), context)
     assert towers is not None
-    gmf, mlp = towers
-    assert (gmf.softmax_candidates, gmf.output_activation) == (4096, "linear")
-    assert (mlp.softmax_candidates, mlp.output_activation) == (0, "sigmoid")
+    for tower in towers:
+        assert (tower.softmax_candidates, tower.output_activation) == expected
 
 
 class _Popularity:
@@ -209,6 +215,7 @@ def test_a_softmax_step_holds_as_many_positives_as_a_pointwise_step(dataset) -> 
         return objective_for(single_fit_config({"batch_size": 1000, **hyperparameters}), dataset)
 
     assert objective(model_type="neumf", num_negatives=4).batch_size == 1000
-    assert objective(model_type="gmf", num_negatives=4).batch_size == 200
-    assert objective(model_type="gmf", num_negatives=1).batch_size == 500
-    assert objective(model_type="gmf", batch_size=3).batch_size == 1
+    assert objective(model_type="gmf", num_negatives=4).batch_size == 1000
+    assert objective(model_type="gmf", loss="softmax", num_negatives=4).batch_size == 200
+    assert objective(model_type="gmf", loss="softmax", num_negatives=1).batch_size == 500
+    assert objective(model_type="gmf", loss="softmax", batch_size=3).batch_size == 1

@@ -629,8 +629,7 @@ def _pretrain(
 ) -> tuple[NCF, NCF] | None:
     """Train GMF and MLP separately (Adam), as the paper does before NeuMF.
 
-    Each tower trains with its own family's loss (``TrainingConfig.loss_for``): with
-    ``loss=auto``, the GMF tower with the softmax and the MLP tower pointwise.
+    Each tower trains with the loss its family would (``TrainingConfig.loss_for``).
     """
     towers = []
     for phase, tower_type in enumerate(("gmf", "mlp"), start=1):
