@@ -228,12 +228,11 @@ def suggest(
         families[0] if len(families) == 1 else trial.suggest_categorical("model_type", families)
     )
     params: dict[str, Any] = {"model_type": family}
-    space = _searched(config, family)
-    if "loss" in space:
-        params["loss"] = space.pop("loss")(trial)
-    softmax = params.get("loss", config.loss_for(family)) == SOFTMAX
-    for name, draw in space.items():
-        if not (softmax and name == "num_negatives"):  # the softmax samples no negatives
+    loss = config.loss_for(family)
+    for name, draw in _searched(config, family).items():
+        if name == "loss":  # drawn first (``SEARCH_SPACES``): it decides num_negatives
+            loss = params["loss"] = draw(trial)
+        elif _applies(name, loss):
             params[name] = draw(trial)
     return params
 
@@ -241,15 +240,21 @@ def suggest(
 def _searched(config: TrainingConfig, family: str) -> dict[str, Suggest]:
     """The hyperparameters a trial of ``family`` may draw: its space less those that are fixed.
 
-    ``loss`` is searched while it is ``auto`` (GMF only: ``TrainingConfig.loss_for``).
+    ``loss`` (GMF only) is among them unless given: ``loss=auto`` lets the search choose.
     """
     return {
         name: draw
         for name, draw in SEARCH_SPACES.get(family, {}).items()
-        if name not in config.fixed
-        and hasattr(config, name)
-        and (name != "loss" or config.loss == AUTO)
+        if name not in config.fixed and hasattr(config, name)
     }
+
+
+def _applies(name: str, loss: str) -> bool:
+    """Whether hyperparameter ``name`` means anything under ``loss``.
+
+    The softmax samples no negatives, so it has no ``num_negatives`` to search.
+    """
+    return not (loss == SOFTMAX and name == "num_negatives")
 
 
 def trial_key(params: Mapping[str, Any]) -> str:
@@ -647,11 +652,11 @@ def _enqueue_defaults(study: optuna.Study, config: TrainingConfig, dataset: Data
     families = searched_families(config, dataset)
     for family in families:
         params: dict[str, Any] = {} if len(families) == 1 else {"model_type": family}
+        # ``loss=auto`` fits the pointwise loss when nothing chooses.
+        loss = config.loss_for(family)
         for name in _searched(config, family):
-            if name == "num_negatives" and config.loss_for(family) == SOFTMAX:
-                continue
-            # ``loss=auto`` fits the pointwise loss when nothing chooses.
-            params[name] = config.loss_for(family) if name == "loss" else getattr(config, name)
+            if _applies(name, loss):
+                params[name] = loss if name == "loss" else getattr(config, name)
         study.enqueue_trial(params, user_attrs={"start": "defaults"})
 
 

@@ -153,10 +153,8 @@ class NCF(keras.Model):
             if training:
                 self._penalise_rows(self.mlp_regularization, mlp_user, mlp_item)
             hidden = ops.concatenate([mlp_user, mlp_item], axis=-1)
-            for dense in self.mlp_dense:
-                hidden = dense(hidden)
-                if self.mlp_dropout is not None:
-                    hidden = self.mlp_dropout(hidden, training=training)
+            if self.mlp_dense:
+                hidden = self._mlp_after_first_layer(self.mlp_dense[0](hidden), training)
             parts.append(hidden)
         features = parts[0] if len(parts) == 1 else ops.concatenate(parts, axis=-1)
         return self.output_dense(features)
@@ -179,16 +177,12 @@ class NCF(keras.Model):
             user, item = self.mlp_user(user_index), self.mlp_item(candidates)
             if self.mlp_dense:
                 first, half = self.mlp_dense[0], ops.shape(user)[-1]
-                hidden = ops.relu(
+                first_layer = ops.relu(
                     ops.expand_dims(ops.matmul(user, first.kernel[:half]), 1)
                     + ops.expand_dims(ops.matmul(item, first.kernel[half:]), 0)
                     + first.bias
                 )
-                for index, dense in enumerate(self.mlp_dense):
-                    if index:
-                        hidden = dense(hidden)
-                    if self.mlp_dropout is not None:
-                        hidden = self.mlp_dropout(hidden, training=training)
+                hidden = self._mlp_after_first_layer(first_layer, training)
                 logits = logits + ops.matmul(hidden, kernel[offset:, 0])
             else:  # no hidden layer: the output reads the concatenated embeddings
                 half = ops.shape(user)[-1]
@@ -198,6 +192,15 @@ class NCF(keras.Model):
                     + ops.expand_dims(ops.matmul(item, kernel[offset + half :, 0]), 0)
                 )
         return logits
+
+    def _mlp_after_first_layer(self, hidden: Any, training: bool | None) -> Any:
+        """The MLP tower from its first hidden layer's output: dropout, then the other layers."""
+        for index, dense in enumerate(self.mlp_dense):
+            if index:
+                hidden = dense(hidden)
+            if self.mlp_dropout is not None:
+                hidden = self.mlp_dropout(hidden, training=training)
+        return hidden
 
     def compute_loss(
         self,
@@ -217,6 +220,7 @@ class NCF(keras.Model):
         if not self.softmax_candidates:
             return super().compute_loss(x, y, y_pred, sample_weight, training)
         user_index, item_index = x
+        item_index = ops.cast(item_index, "int32")
         if self._candidate_seeds is None:
             candidates = ops.arange(self.num_items, dtype="int32")
         else:
@@ -225,12 +229,10 @@ class NCF(keras.Model):
             )
         others = self.candidate_logits(user_index, candidates, training=training)
         # The positive itself among the candidates is not a negative.
-        is_positive = ops.equal(
-            ops.expand_dims(ops.cast(item_index, "int32"), 1), ops.expand_dims(candidates, 0)
-        )
+        is_positive = ops.equal(ops.expand_dims(item_index, 1), ops.expand_dims(candidates, 0))
         others = ops.where(is_positive, ops.full_like(others, -1e9), others)
         logits = ops.concatenate([ops.reshape(y_pred, (-1, 1)), others], axis=1)
-        positive_column = ops.zeros_like(ops.cast(item_index, "int32"))
+        positive_column = ops.zeros_like(item_index)
         return super().compute_loss(x, positive_column, logits, sample_weight, training)
 
     def _penalise_rows(self, strength: float, *rows: Any) -> None:
