@@ -219,12 +219,16 @@ class Recommender:
         self.user_feature_embedding = artifacts.weights.get("user_feature_embedding")
         self.retrieval = retrieval or RetrievalSettings()
         self.approximate: ApproximateIndex | None = None
-        first_stage = (
-            self.scorer.first_stage_items() if isinstance(self.scorer, NcfScorer) else None
-        )
-        if first_stage is not None and self.retrieval.use_approximate(self.num_items, True):
-            self.approximate = ApproximateIndex(first_stage, self.retrieval.nprobe)
-        del first_stage  # the index holds its own copy
+        if (
+            isinstance(self.scorer, NcfScorer)
+            and self.scorer.has_first_stage
+            and self.retrieval.use_approximate(self.num_items, True)
+        ):
+            # The model directory's index, or one built now (the vectors then are a
+            # temporary: the index holds its own copy).
+            self.approximate = ApproximateIndex.for_model(
+                artifacts, self.scorer.first_stage_items, self.retrieval.nprobe
+            )
 
     @classmethod
     def from_model_dir(

@@ -3,12 +3,12 @@
 Brute force (every item scored, ``inference.recommender``) is exact and stays the
 choice while it is fast: about 3 ms for a top-10 over 100,000 items on one core,
 but a 1M-item catalog is a 256 MB matrix-vector product per request (GMF d=64)
-before the top-k. Past ``APPROXIMATE_FROM_ITEMS`` items (``auto``) recommend
-requests take two stages instead:
+before the top-k. Past ``APPROXIMATE_FROM_ITEMS`` items (``auto``;
+``ncf_contract.first_stage``) recommend requests take two stages instead:
 
 1. **Candidates** from a FAISS inverted-file index (``IndexIVFFlat``, inner
    product) over the model's first-stage item vectors
-   (``NcfScorer.first_stage_items``), queried with the user's first-stage vector
+   (``ncf_contract.first_stage.first_stage_vectors``), queried with the user's first-stage vector
    (``NcfScorer.first_stage_query``). For gmf, ials and hybrid (item bias as one more
    dimension) and for NeuMF without hidden layers the inner product *is* the logit,
    up to a per-user constant. For NeuMF with hidden layers it is the GMF part plus a
@@ -26,13 +26,20 @@ requests take two stages instead:
    candidates; ``benchmarks/serve_catalog.py`` measures how many of the brute-force
    top 10 survive it (recall@10).
 
-The index is built when the model is loaded (k-means on a sample of
-``TRAIN_SAMPLE_PER_LIST`` items per list, then every item assigned), with all
-cores; searches run on one thread (``faiss.omp_set_num_threads(1)``: one request
-per gthread thread). Memory: the index holds one float32 copy of the first-stage item
-vectors (``num_items x D x 4`` bytes: 256 MB at 1M x 64 for GMF, 384 MB for NeuMF
-with GMF 64 and a 32-wide first MLP layer) plus its centroids. ``serve`` builds it once,
-in the gunicorn master, and the workers share it (``inference.server``).
+The index comes with the model: training's export builds it when ``auto`` would use it
+and stores it in the model directory (``first_stage.faiss``, ``ncf_contract.model_dir``),
+and ``ApproximateIndex.for_model`` reads it when it belongs to the loaded weights (its
+fingerprint, ``ncf_contract.first_stage``). Otherwise (a directory exported before the
+index was stored, ``approximate`` on a catalog below the threshold, a stale or unreadable
+file: the log says which) it is built at load with the export's code
+(``ncf_contract.first_stage.build_index``: k-means on a sample of
+``TRAIN_SAMPLE_PER_LIST`` items per list, then every item assigned, with all cores). Both
+give the same index. Searches run on one thread (``faiss.omp_set_num_threads(1)``: one
+request per gthread thread) and look into ``NCF_ANN_NPROBE`` lists. Memory: the index
+holds one float32 copy of the first-stage item vectors (``num_items x D x 4`` bytes: 256
+MB at 1M x 64 for GMF, 384 MB for NeuMF with GMF 64 and a 32-wide first MLP layer) plus
+its centroids. ``serve`` reads or builds it once, in the gunicorn master, and the workers
+share it (``inference.server``).
 
 MLP-only models have no dot-product part to index: they are always scored
 exactly. Requests that restrict the candidates (``candidate_item_ids``) or
@@ -46,20 +53,19 @@ inverted lists searched (``inference.settings``).
 from __future__ import annotations
 
 import logging
-import math
-import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+
+from ncf_contract import first_stage
+from ncf_contract.model_dir import ModelArtifacts
 
 LOGGER = logging.getLogger(__name__)
 
 RETRIEVAL_MODES = ("auto", "exact", "approximate")
-#: ``auto`` builds the approximate index from this many items on.
-APPROXIMATE_FROM_ITEMS = 200_000
-#: Items per inverted list in the k-means training sample (FAISS warns below 39).
-TRAIN_SAMPLE_PER_LIST = 40
 
 
 @dataclass(frozen=True)
@@ -67,8 +73,8 @@ class RetrievalSettings:
     """How recommend requests find their candidates.
 
     Attributes:
-        mode: ``auto`` (approximate from ``APPROXIMATE_FROM_ITEMS`` items on, for
-            models with a GMF part), ``exact`` (always brute force) or ``approximate``.
+        mode: ``auto`` (approximate from ``first_stage.APPROXIMATE_FROM_ITEMS`` items on,
+            for models with a GMF part), ``exact`` (always brute force) or ``approximate``.
         candidates: Items the first stage hands to exact re-scoring (at least ``k``).
         nprobe: Inverted lists searched per query.
     """
@@ -81,47 +87,95 @@ class RetrievalSettings:
         """Whether a model of ``num_items`` items (with or without a GMF part) gets the index."""
         if not has_gmf or self.mode == "exact":
             return False
-        return self.mode == "approximate" or num_items >= APPROXIMATE_FROM_ITEMS
+        return self.mode == "approximate" or num_items >= first_stage.APPROXIMATE_FROM_ITEMS
 
 
 class ApproximateIndex:
-    """An inner-product IVF index over item vectors, searched with exclusions."""
+    """An inner-product IVF index over item vectors, searched with exclusions.
 
-    def __init__(self, item_vectors: np.ndarray, nprobe: int, seed: int = 0) -> None:
-        """Build the index (k-means on a sample, then every item assigned to its list).
+    Made by ``for_model`` (the model directory's stored index, or one built at load) or
+    ``build``.
+    """
 
-        Args:
-            item_vectors: ``[num_items, d]`` float32, the vectors the query's inner
-                product is taken with.
-            nprobe: Inverted lists searched per query.
-            seed: Seed of the k-means sample and initialisation.
-        """
+    def __init__(self, index: Any, nprobe: int) -> None:
+        """Search ``index`` (a filled ``faiss.IndexIVFFlat``) in ``nprobe`` lists per query."""
         import faiss  # only models served approximately pay for the import
 
         self._faiss = faiss
-        started = time.perf_counter()
-        vectors = np.ascontiguousarray(item_vectors, dtype=np.float32)
-        num_items, dim = vectors.shape
-        self.num_lists = max(1, min(int(math.sqrt(num_items)), num_items // TRAIN_SAMPLE_PER_LIST))
-        faiss.omp_set_num_threads(os.cpu_count() or 1)
-        quantizer = faiss.IndexFlatIP(dim)
-        index = faiss.IndexIVFFlat(quantizer, dim, self.num_lists, faiss.METRIC_INNER_PRODUCT)
-        index.cp.niter = 10
-        index.cp.seed = seed
-        sample_size = min(num_items, TRAIN_SAMPLE_PER_LIST * self.num_lists)
-        sample = np.random.default_rng(seed).choice(num_items, sample_size, replace=False)
-        index.train(vectors[np.sort(sample)])
-        index.add(vectors)
         faiss.omp_set_num_threads(1)  # a search serves one request on one gthread thread
         self._index = index
+        self.num_lists = int(index.nlist)
         self.nprobe = min(nprobe, self.num_lists)
-        self._quantizer = quantizer  # the index refers to it; keep it alive
+        index.nprobe = self.nprobe
+
+    @classmethod
+    def build(cls, item_vectors: np.ndarray, nprobe: int) -> ApproximateIndex:
+        """Build the index over ``item_vectors`` (``[num_items, D]``) here and now.
+
+        Args:
+            item_vectors: The vectors the query's inner product is taken with.
+            nprobe: Inverted lists searched per query.
+        """
+        started = time.perf_counter()
+        index = cls(first_stage.build_index(item_vectors), nprobe)
+        index._log(f"built in {time.perf_counter() - started:.2f} s")
+        return index
+
+    @classmethod
+    def for_model(
+        cls,
+        artifacts: ModelArtifacts,
+        item_vectors: Callable[[], np.ndarray | None],
+        nprobe: int,
+    ) -> ApproximateIndex | None:
+        """The model directory's stored index if it is the weights' own, else one built now.
+
+        Never fails for the stored index: when it is missing (a model exported before it
+        was stored, or a catalog under ``APPROXIMATE_FROM_ITEMS``), stale or unreadable, the
+        log says so and the index is built from ``item_vectors()``.
+
+        Args:
+            artifacts: The loaded model.
+            item_vectors: Computes the first-stage item vectors (only called to build).
+            nprobe: Inverted lists searched per query.
+
+        Returns:
+            The index, or ``None`` when the model has no first stage (``item_vectors()``
+            is ``None``).
+        """
+        meta = artifacts.metadata
+        stored = artifacts.first_stage_index
+        if stored is not None:
+            started = time.perf_counter()
+            try:
+                found = stored.read(artifacts.weights, meta.model_type, meta.num_mlp_layers)
+            except first_stage.IndexFileError as error:
+                LOGGER.warning(
+                    "the model directory's first-stage index is not used (%s); "
+                    "building it at load instead",
+                    error,
+                )
+            else:
+                index = cls(found, nprobe)
+                index._log(f"read from {stored.path} in {time.perf_counter() - started:.2f} s")
+                return index
+        elif first_stage.exports_index(meta.model_type, artifacts.num_items):
+            LOGGER.warning(
+                "the model directory has no %s (exported before the first-stage index was "
+                "stored with the model); building the index at load: export the model again "
+                "to start faster",
+                first_stage.INDEX_FILE,
+            )
+        vectors = item_vectors()
+        return None if vectors is None else cls.build(vectors, nprobe)
+
+    def _log(self, how: str) -> None:
         LOGGER.info(
-            "approximate index: %d items in %d lists, nprobe %d, built in %.2f s",
-            num_items,
+            "approximate index: %d items in %d lists, nprobe %d, %s",
+            self._index.ntotal,
             self.num_lists,
             self.nprobe,
-            time.perf_counter() - started,
+            how,
         )
 
     def search(self, query: np.ndarray, count: int, exclude: np.ndarray) -> np.ndarray:

@@ -74,6 +74,7 @@ from ncf_contract.families import (
     IALS,
     MLP_TOWER_FAMILIES,
 )
+from ncf_contract.first_stage import ItemTerms, first_stage_vectors, item_terms
 from ncf_contract.model_dir import ModelArtifacts
 from ncf_contract.ranking import pairs_from_rows, standardise_rows, unit_item_vectors
 from ncf_contract.seen import SeenItems
@@ -287,34 +288,34 @@ class NcfScorer:
         use_gmf = family in GMF_TOWER_FAMILIES
         use_mlp = family in MLP_TOWER_FAMILIES
 
-        gmf_user_scaled = gmf_item = None
+        # The item side (ncf_contract.first_stage, shared with the export's first-stage index).
+        terms = item_terms(weights, family, meta.num_mlp_layers)
+        gmf_item = terms.gmf_item
+        gmf_user_scaled = None
         gmf_dim = 0
         item_embeddings: dict[str, np.ndarray] = {}
-        if use_gmf:
+        if gmf_item is not None:
             gmf_user = _f32(weights["gmf_user_embedding"])
-            gmf_item = _f32(weights["gmf_item_embedding"])
             gmf_dim = gmf_user.shape[1]
             gmf_user_scaled = _f32(gmf_user * output_kernel[:gmf_dim])
             item_embeddings["gmf_item_embedding"] = gmf_item
 
         mlp = None
-        mlp_user_linear = mlp_item_linear = None
+        mlp_user_linear = None
         if use_mlp:
             mlp_user = _f32(weights["mlp_user_embedding"])
-            mlp_item = _f32(weights["mlp_item_embedding"])
             mlp_dim = mlp_user.shape[1]
             mlp_output_kernel = _f32(output_kernel[gmf_dim:])
-            item_embeddings["mlp_item_embedding"] = mlp_item
+            item_embeddings["mlp_item_embedding"] = _f32(weights["mlp_item_embedding"])
             if meta.num_mlp_layers == 0:
                 # x_L = x_0 = concat(user, item): linear, one scalar per user and per item.
                 mlp_user_linear = _f32(mlp_user @ mlp_output_kernel[:mlp_dim])
-                mlp_item_linear = _f32(mlp_item @ mlp_output_kernel[mlp_dim:])
             else:
                 first_kernel = _f32(weights["mlp_kernel_0"])
-                first_bias = _f32(np.asarray(weights["mlp_bias_0"]).reshape(-1))
+                assert terms.mlp_item_first is not None
                 mlp = _MlpTower(
                     user_first=_f32(mlp_user @ first_kernel[:mlp_dim]),
-                    item_first=_f32(mlp_item @ first_kernel[mlp_dim:] + first_bias),
+                    item_first=terms.mlp_item_first,
                     kernels=tuple(
                         _f32(weights[f"mlp_kernel_{layer}"])
                         for layer in range(1, meta.num_mlp_layers)
@@ -355,42 +356,46 @@ class NcfScorer:
             gmf_item=gmf_item,
             mlp=mlp,
             mlp_user_linear=mlp_user_linear,
-            mlp_item_linear=mlp_item_linear,
+            mlp_item_linear=terms.mlp_item_linear,
             item_vectors=item_vectors,
             fold_in=fold_in,
             gmf_kernel=_f32(output_kernel[:gmf_dim]) if use_gmf else None,
-            item_bias=_f32(weights["item_bias"]) if "item_bias" in weights else None,
+            item_bias=terms.item_bias,
         )
+
+    @property
+    def has_first_stage(self) -> bool:
+        """Whether the model has a GMF part to search through the approximate index."""
+        return self._gmf_item is not None
 
     def first_stage_items(self) -> np.ndarray | None:
         """``[num_items, D]`` float32 item vectors for the approximate first stage's index.
 
-        Their inner product with ``first_stage_query(u)`` is, up to a per-user constant
-        (which does not change a user's ranking):
-
-        - gmf / ials: the logit exactly (``gmf_item``; D = d);
-        - hybrid: the logit exactly (``[gmf_item, item_bias]``, the query's last entry 1);
-        - neumf without hidden layers: the logit exactly (``[gmf_item, mlp_item_linear]``);
-        - neumf with hidden layers: the GMF part exactly plus a linear stand-in for the MLP
-          tower (``[gmf_item, item_first]``, D = d + L0): the tower's output is piecewise
-          linear in the item's first-layer term ``item_first[i]``, and the query carries the
-          user's mean gradient over a fixed sample of ``LINEARISATION_SAMPLE`` items.
-
-        ``None`` for a model without a GMF part (MLP only; always scored exactly).
-        ``inference.retrieval`` indexes these and re-scores the candidates exactly.
+        ``ncf_contract.first_stage.first_stage_vectors`` of this scorer's item terms (the
+        layout is documented there); their inner product with ``first_stage_query(u)`` is,
+        up to a per-user constant (which does not change a user's ranking), the logit for
+        gmf, ials, hybrid and NeuMF without hidden layers, and for NeuMF with hidden layers
+        the GMF part plus a linear stand-in for the MLP tower. ``None`` for a model without
+        a GMF part (MLP only; always scored exactly).
         """
-        if self._gmf_item is None:
-            return None
-        parts = [self._gmf_item]
-        for column in (self._item_bias, self._mlp_item_linear):
-            if column is not None:
-                parts.append(column[:, None])
-        if self._mlp is not None:
-            parts.append(self._mlp.item_first)
-        return parts[0] if len(parts) == 1 else _f32(np.concatenate(parts, axis=1))
+        return first_stage_vectors(
+            ItemTerms(
+                gmf_item=self._gmf_item,
+                item_bias=self._item_bias,
+                mlp_item_linear=self._mlp_item_linear,
+                mlp_item_first=None if self._mlp is None else self._mlp.item_first,
+            )
+        )
 
     def first_stage_query(self, user: int) -> np.ndarray:
-        """``[D]`` float32: user ``user``'s query for ``first_stage_items`` (see there)."""
+        """``[D]`` float32: user ``user``'s query for ``first_stage_items``.
+
+        In the same layout: ``gmf_user · w_gmf``; 1 against the item bias and against a
+        NeuMF's linear MLP term; for NeuMF with hidden layers, the user's mean gradient of
+        the MLP tower over ``LINEARISATION_SAMPLE`` fixed items, taken at the user's
+        first-layer input (the tower is piecewise linear: this ranks the items by the GMF
+        part plus a linear estimate of the tower).
+        """
         assert self._gmf_user_scaled is not None, "first_stage_items is None for this model"
         parts = [self._gmf_user_scaled[user]]
         for column in (self._item_bias, self._mlp_item_linear):

@@ -34,6 +34,28 @@ Layout of a model directory::
                         and text attributes (scipy.sparse CSR, ``[num_items,
                         terms]`` float32): content-based similar items
 
+    For a model that serving's ``auto`` mode searches through its approximate first
+    stage (a GMF tower, ``ncf_contract.first_stage.APPROXIMATE_FROM_ITEMS`` items or
+    more; ``ncf_contract.first_stage``):
+
+      first_stage.faiss the first stage's FAISS ``IndexIVFFlat`` (inner product;
+                        ``faiss.write_index``) over the items' first-stage vectors,
+                        item positions as ids; one float32 copy of those vectors
+                        (``num_items x D x 4`` bytes) plus the list centroids
+      first_stage.json  what it was built from (``IndexInfo``): ``layout_version``,
+                        ``num_items``, ``dim`` (D), ``num_lists``, ``fingerprint``
+                        (SHA-256 of the weight arrays the vectors come from),
+                        ``faiss_version`` and ``build_seconds``
+
+    The two files go together. ``save_model_dir`` builds and writes them when
+    ``ModelArtifacts.first_stage_index`` is not given and the model qualifies. The index
+    is valid for a directory when its item count and dimension are the model's
+    (``validate``) and its fingerprint is that of the directory's weights (checked by
+    serving before it uses the index). A directory without them, or with an index that
+    is not valid for it, still loads: serving builds the index at start instead and says
+    why in its log (``load_model_dir`` drops an index whose description does not match,
+    with a warning).
+
     ``items.parquet`` has a ``trending`` column (int64, interactions within the
     last ``trending_window`` days of ``train``) when that hyperparameter is set.
 
@@ -89,7 +111,9 @@ with ``publish_model_dir``, so a failed job never leaves a half-written model.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import os
 import shutil
 from collections.abc import Mapping
@@ -101,6 +125,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ncf_contract import first_stage
 from ncf_contract.attributes import AttributeSchema
 from ncf_contract.families import (
     BLEND,
@@ -111,7 +136,10 @@ from ncf_contract.families import (
     MODEL_FAMILIES,
     OUTPUT_ACTIVATIONS,
 )
+from ncf_contract.first_stage import FirstStageIndex, IndexFileError
 from ncf_contract.seen import SeenItems
+
+LOGGER = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 
@@ -182,6 +210,8 @@ class ModelArtifacts:
         item_features: ``[num_items, item features]`` CSR, with ``item_attributes``.
         content: ``[num_items, terms]`` CSR of unit TF-IDF rows, with ``item_attributes``.
         item_trending: ``[num_items]`` int64 recent interaction counts, if any.
+        first_stage_index: The stored approximate first-stage index, if any
+            (``first_stage.faiss`` / ``first_stage.json``).
     """
 
     metadata: ModelMetadata
@@ -195,6 +225,7 @@ class ModelArtifacts:
     item_features: sp.csr_matrix | None = None
     content: sp.csr_matrix | None = None
     item_trending: np.ndarray | None = None
+    first_stage_index: FirstStageIndex | None = None
 
     @property
     def num_users(self) -> int:
@@ -259,14 +290,28 @@ class ModelArtifacts:
             raise ArtifactError("item popularity and item vocabulary differ in length")
         if self.item_trending is not None and len(self.item_trending) != self.num_items:
             raise ArtifactError("item trending counts and item vocabulary differ in length")
-        self._validate_attributes()
+        self._validate_optional_parts()
         if self.seen.num_users != self.num_users or self.seen.num_items != self.num_items:
             raise ArtifactError(
                 f"{SEEN_FILE} is {self.seen.num_users} users x {self.seen.num_items} items; "
                 f"expected {self.num_users} x {self.num_items}"
             )
 
-    def _validate_attributes(self) -> None:
+    def first_stage_index_problem(self) -> str | None:
+        """Why ``first_stage_index`` does not fit the weights' shapes, or ``None``.
+
+        The fingerprint, a pass over the item tables, is checked where the index is used
+        (``FirstStageIndex.read``) and when it is saved.
+        """
+        if self.first_stage_index is None:
+            return None
+        meta = self.metadata
+        return self.first_stage_index.problem(self.weights, meta.model_type, meta.num_mlp_layers)
+
+    def _validate_optional_parts(self) -> None:
+        """Item bias, attribute files and the first-stage index."""
+        if (problem := self.first_stage_index_problem()) is not None:
+            raise ArtifactError(f"{first_stage.INDEX_FILE} does not fit the model: {problem}")
         if "item_bias" in self.weights and len(self.weights["item_bias"]) != self.num_items:
             raise ArtifactError(
                 f"item_bias has {len(self.weights['item_bias'])} rows but {ITEMS_FILE} has "
@@ -379,6 +424,29 @@ def save_model_dir(directory: Path, artifacts: ModelArtifacts) -> None:
         indptr=artifacts.seen.indptr.astype(np.int64),
         indices=artifacts.seen.indices.astype(np.int32),
     )
+    _save_first_stage_index(directory, artifacts)
+
+
+def _save_first_stage_index(directory: Path, artifacts: ModelArtifacts) -> None:
+    """Write the first-stage index given, or build it when serving's ``auto`` mode uses one.
+
+    Raises:
+        ArtifactError: The index given was built from other weights.
+    """
+    meta = artifacts.metadata
+    index = artifacts.first_stage_index
+    if index is None:
+        if not first_stage.exports_index(meta.model_type, artifacts.num_items):
+            return
+        index = FirstStageIndex.build(artifacts.weights, meta.model_type, meta.num_mlp_layers)
+    elif index.info.fingerprint != first_stage.fingerprint(
+        artifacts.weights, meta.model_type, meta.num_mlp_layers
+    ):
+        raise ArtifactError(
+            f"the {first_stage.INDEX_FILE} given was built from other weights; "
+            "leave first_stage_index unset and save_model_dir builds it"
+        )
+    index.write(directory)
 
 
 def load_model_dir(directory: Path) -> ModelArtifacts:
@@ -437,7 +505,31 @@ def load_model_dir(directory: Path) -> ModelArtifacts:
         **optional,
     )
     artifacts.validate()
-    return artifacts
+    return _with_first_stage_index(directory, artifacts)
+
+
+def _with_first_stage_index(directory: Path, artifacts: ModelArtifacts) -> ModelArtifacts:
+    """``artifacts`` with the directory's first-stage index when it fits the weights.
+
+    An index that does not is left out with a warning (serving then builds one at load):
+    it never stops a model from loading.
+    """
+    try:
+        index = FirstStageIndex.from_directory(directory)
+    except IndexFileError as error:
+        LOGGER.warning("%s: the stored first-stage index is left out: %s", directory, error)
+        return artifacts
+    if index is None:
+        return artifacts
+    with_index = dataclasses.replace(artifacts, first_stage_index=index)
+    if (problem := with_index.first_stage_index_problem()) is not None:
+        LOGGER.warning(
+            "%s: the stored first-stage index does not fit the model and is left out: %s",
+            directory,
+            problem,
+        )
+        return artifacts
+    return with_index
 
 
 def _load_attribute_files(directory: Path) -> dict[str, Any]:

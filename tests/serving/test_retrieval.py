@@ -11,9 +11,10 @@ import serving_support
 
 from inference.instances import RecommendRequest
 from inference.recommender import Recommender
-from inference.retrieval import APPROXIMATE_FROM_ITEMS, ApproximateIndex, RetrievalSettings
+from inference.retrieval import ApproximateIndex, RetrievalSettings
 from inference.scoring import NcfScorer
 from inference.settings import ServingSettings, SettingsError
+from ncf_contract.first_stage import APPROXIMATE_FROM_ITEMS
 from ncf_contract.model_dir import ModelArtifacts
 
 random_artifacts = serving_support.random_artifacts
@@ -44,7 +45,7 @@ def test_gmf_recall_with_a_partial_search_stays_high_on_clustered_items() -> Non
     rng = np.random.default_rng(0)
     centers = rng.normal(size=(30, 16)).astype(np.float32)
     items = centers[rng.integers(0, 30, 5_000)] + 0.3 * rng.normal(size=(5_000, 16))
-    index = ApproximateIndex(items.astype(np.float32), nprobe=8)
+    index = ApproximateIndex.build(items.astype(np.float32), nprobe=8)
     assert index.num_lists > 8  # a partial search
     hits = 0
     for query in centers[rng.integers(0, 30, 50)] + 0.3 * rng.normal(size=(50, 16)):
