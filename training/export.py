@@ -3,6 +3,13 @@
 Everything is written into a scratch directory first; ``publish_model_dir``
 moves it into ``model/`` as the job's last step, so a failure never leaves a
 half-written model.
+
+A model that serving's ``auto`` mode searches through its approximate first stage (a
+GMF tower and at least ``ncf_contract.first_stage.APPROXIMATE_FROM_ITEMS`` items) also
+gets that stage's FAISS index (``first_stage.faiss``), built here by ``save_model_dir``
+with serving's own code, so a served model reads it instead of building it at start
+(the job's log says what it cost: about 5 s at 1M items, BENCHMARKS.md "Serving large
+catalogs").
 """
 
 from __future__ import annotations
@@ -64,6 +71,6 @@ def build_artifacts(
 
 
 def write_model(scratch: Path, artifacts: ModelArtifacts, model: FittedModel) -> None:
-    """Write the full model directory (the contract's files and the family's extras)."""
+    """Write the model directory: the contract's files (with the first-stage index), extras."""
     save_model_dir(scratch, artifacts)
     model.write_extras(scratch)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from implicit.cpu.als import AlternatingLeastSquares
 from ncf_test_support import single_fit_config
 from threadpoolctl import threadpool_limits
@@ -101,3 +102,29 @@ def test_a_stop_between_iterations_publishes_nothing(tmp_path: Path) -> None:
     assert result.stopped and result.model is None
     assert len(result.fit.history) == 1
     assert lines[-1].startswith("stopped by SIGTERM before ALS iteration 2")
+
+
+def test_the_export_stores_the_first_stage_index_from_the_threshold_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A trained model's export, with the threshold lowered to this catalog's size: the model
+    # directory carries the index serving reads (and one item fewer would not).
+    from ncf_contract import first_stage
+    from ncf_contract.model_dir import load_model_dir
+    from training import export
+
+    dataset = build_dataset(make_interactions(), None, None, seed=0)
+    config = single_fit_config(SMALL)
+    result = train(config, dataset, tmp_path / "job", emit=lambda line: None)
+    assert result.model is not None
+    artifacts = export.build_artifacts(result.model, config, dataset, {})
+    for threshold, stored in ((artifacts.num_items, True), (artifacts.num_items + 1, False)):
+        monkeypatch.setattr(first_stage, "APPROXIMATE_FROM_ITEMS", threshold)
+        scratch = tmp_path / f"model-{threshold}"
+        export.write_model(scratch, artifacts, result.model)
+        assert (scratch / first_stage.INDEX_FILE).is_file() is stored
+        index = load_model_dir(scratch).first_stage_index
+        assert (index is not None) is stored
+        if index is not None:
+            found = index.read(artifacts.weights, "ials", 0)
+            assert (found.ntotal, found.d) == (artifacts.num_items, SMALL["ials_factors"])
