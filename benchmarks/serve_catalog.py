@@ -15,6 +15,15 @@ thread: "one core"), measures:
   lists), and for NeuMF also ``first_stage_recall@10``: the share of the exact top 10 among
   the first stage's candidates (what re-scoring can recover at best).
 
+Each model directory is written by ``save_model_dir``, so it carries the first-stage index
+exactly when a trained model would (``ncf_contract.first_stage``: a GMF tower and at least
+``APPROXIMATE_FROM_ITEMS`` items); a cached directory without it gets it added by the same
+code (``save_first_stage_index``). Rows then also give ``index_export_s`` (what adding it
+took: first-stage vectors, k-means, assignment, fingerprint, write; only when it was added
+in this run), ``index_build_s`` (the k-means and assignment alone, from
+``first_stage.json``), ``index_file_mb`` (``first_stage.faiss`` on disk) and, for the
+approximate rows, ``index`` (``stored``: read from the directory; ``built``: at load).
+
 With ``--serve`` each row also starts the real ``serve`` (nginx + gunicorn, the default
 two workers, ``NCF_RETRIEVAL`` set to the row's mode) on the model and measures:
 
@@ -104,7 +113,32 @@ def write_model(directory: Path, model_type: str, num_users: int, num_items: int
     )
 
 
-def measure(model_dir: Path, retrieval: str, requests: int) -> dict[str, float]:
+def ensure_first_stage_index(model_dir: Path) -> dict[str, float]:
+    """Add the first-stage index to a cached directory written before it was stored.
+
+    Returns the index's figures for the row (none when the model needs no index).
+    """
+    from ncf_contract import first_stage
+    from ncf_contract.model_dir import load_model_dir, save_first_stage_index
+
+    figures: dict[str, float] = {}
+    index_file, info_file = (
+        model_dir / first_stage.INDEX_FILE,
+        model_dir / first_stage.INDEX_INFO_FILE,
+    )
+    if not index_file.is_file():
+        artifacts = load_model_dir(model_dir)
+        started = time.perf_counter()
+        if save_first_stage_index(model_dir, artifacts) is not None:
+            figures["index_export_s"] = round(time.perf_counter() - started, 2)
+    if index_file.is_file():
+        info = first_stage.IndexInfo.from_json(info_file.read_text())
+        figures["index_build_s"] = info.build_seconds
+        figures["index_file_mb"] = round(index_file.stat().st_size / 1e6, 1)
+    return figures
+
+
+def measure(model_dir: Path, retrieval: str, requests: int) -> dict[str, object]:
     """One retrieval mode in this process (the child): load time, latency and recall."""
     from inference.instances import RecommendRequest
     from inference.recommender import Recommender
@@ -125,12 +159,13 @@ def measure(model_dir: Path, retrieval: str, requests: int) -> dict[str, float]:
         prediction = recommender.recommend(request)[0]
         latencies.append(time.perf_counter() - began)
         lists.append([int(item["item_id"][1:]) for item in prediction["items"]])
-    result = {
+    result: dict[str, object] = {
         "load_s": round(load_s, 2),
         "p50_ms": round(float(np.percentile(latencies, 50)) * 1e3, 2),
         "p99_ms": round(float(np.percentile(latencies, 99)) * 1e3, 2),
     }
     if recommender.approximate is not None:
+        result["index"] = recommender.approximate.origin
         assert isinstance(recommender.scorer, NcfScorer)
         exact_found = first_stage = 0
         for user, found in zip(users[:100], lists[:100], strict=False):
@@ -149,7 +184,7 @@ def measure(model_dir: Path, retrieval: str, requests: int) -> dict[str, float]:
     return result
 
 
-def run_child(model_dir: Path, retrieval: str, requests: int) -> dict[str, float]:
+def run_child(model_dir: Path, retrieval: str, requests: int) -> dict[str, object]:
     """``measure`` in a child process; ``retrieval`` is ``mode:candidates:nprobe``."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     process = subprocess.Popen(
@@ -256,8 +291,11 @@ def main() -> None:
             model_dir = args.cache / f"{model_type}-{items}"
             if not (model_dir / "metadata.json").exists():
                 write_model(model_dir, model_type, args.users, items)
+            index_figures = ensure_first_stage_index(model_dir)
             for mode in args.modes.split(","):
                 row: dict[str, object] = {"items": items, "model": model_type, "mode": mode}
+                row.update(index_figures)
+                index_figures.pop("index_export_s", None)  # paid once, reported once
                 if mode != "exact":
                     row.update(candidates=args.candidates, nprobe=args.nprobe)
                 if args.serve:

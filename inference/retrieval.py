@@ -104,6 +104,8 @@ class ApproximateIndex:
         self._faiss = faiss
         faiss.omp_set_num_threads(1)  # a search serves one request on one gthread thread
         self._index = index
+        #: ``"stored"``: the model directory's index; ``"built"``: built in this process.
+        self.origin = "built"
         self.num_lists = int(index.nlist)
         self.nprobe = min(nprobe, self.num_lists)
         index.nprobe = self.nprobe
@@ -157,6 +159,7 @@ class ApproximateIndex:
                 )
             else:
                 index = cls(found, nprobe)
+                index.origin = "stored"
                 index._log(f"read from {stored.path} in {time.perf_counter() - started:.2f} s")
                 return index
         elif first_stage.exports_index(meta.model_type, artifacts.num_items):

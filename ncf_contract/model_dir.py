@@ -424,11 +424,16 @@ def save_model_dir(directory: Path, artifacts: ModelArtifacts) -> None:
         indptr=artifacts.seen.indptr.astype(np.int64),
         indices=artifacts.seen.indices.astype(np.int32),
     )
-    _save_first_stage_index(directory, artifacts)
+    save_first_stage_index(directory, artifacts)
 
 
-def _save_first_stage_index(directory: Path, artifacts: ModelArtifacts) -> None:
+def save_first_stage_index(directory: Path, artifacts: ModelArtifacts) -> FirstStageIndex | None:
     """Write the first-stage index given, or build it when serving's ``auto`` mode uses one.
+
+    ``save_model_dir``'s last step; also adds the index to a directory written without it.
+
+    Returns:
+        The index written, or ``None`` when the model needs none.
 
     Raises:
         ArtifactError: The index given was built from other weights.
@@ -437,7 +442,7 @@ def _save_first_stage_index(directory: Path, artifacts: ModelArtifacts) -> None:
     index = artifacts.first_stage_index
     if index is None:
         if not first_stage.exports_index(meta.model_type, artifacts.num_items):
-            return
+            return None
         index = FirstStageIndex.build(artifacts.weights, meta.model_type, meta.num_mlp_layers)
     elif index.info.fingerprint != first_stage.fingerprint(
         artifacts.weights, meta.model_type, meta.num_mlp_layers
@@ -447,6 +452,7 @@ def _save_first_stage_index(directory: Path, artifacts: ModelArtifacts) -> None:
             "leave first_stage_index unset and save_model_dir builds it"
         )
     index.write(directory)
+    return index
 
 
 def load_model_dir(directory: Path) -> ModelArtifacts:

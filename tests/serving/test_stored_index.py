@@ -188,6 +188,8 @@ def test_serving_reads_the_stored_index_and_finds_what_an_index_built_at_load_fi
     assert f"read from {tmp_path / INDEX_FILE}" in caplog.text
     at_load = Recommender(dataclasses.replace(loaded, first_stage_index=None), retrieval=settings)
     assert builds == [THRESHOLD + 100]
+    assert at_load.approximate is not None
+    assert (stored.approximate.origin, at_load.approximate.origin) == ("stored", "built")
     assert _lists(stored, range(40)) == _lists(at_load, range(40))
     exact = Recommender(loaded, retrieval=RetrievalSettings(mode="exact"))
     assert exact.approximate is None  # exact never reads the file
