@@ -91,6 +91,41 @@ def test_a_catalog_larger_than_the_candidates_is_sampled_for_each_batch() -> Non
     assert drawn.min() >= 0 and drawn.max() < 100_000 and len(set(drawn)) > 40
 
 
+def test_gmf_under_the_softmax_is_matrix_factorisation_with_its_output_fixed() -> None:
+    model = NCF(7, 9, "gmf", gmf_dim=4, output_activation="linear", softmax_candidates=9)
+    model.build_all().compile(optimizer=keras.optimizers.Adam(0.05), loss=LOSS)
+    users, items = np.array([0, 1, 2, 3, 4, 5, 6, 6]), np.array([1, 2, 3, 4, 5, 6, 7, 8])
+    before = keras.ops.convert_to_numpy(model.gmf_user.embeddings).copy()
+    model.fit((users, items), np.zeros(8), batch_size=4, epochs=3, verbose=0)
+
+    kernel, bias = (keras.ops.convert_to_numpy(w) for w in model.output_dense.weights)
+    np.testing.assert_array_equal(kernel, np.ones((4, 1)))
+    np.testing.assert_array_equal(bias, np.zeros(1))
+    user_rows = keras.ops.convert_to_numpy(model.gmf_user.embeddings)
+    item_rows = keras.ops.convert_to_numpy(model.gmf_item.embeddings)
+    assert not np.allclose(user_rows, before)  # the embeddings did learn
+    np.testing.assert_allclose(
+        _pair_logits(model, np.arange(7), np.arange(9)),
+        user_rows @ item_rows.T,
+        rtol=1e-5,
+        atol=1e-6,
+    )
+
+
+@pytest.mark.parametrize(
+    ("model_type", "candidates", "activation"),
+    [("gmf", 0, "sigmoid"), ("neumf", 9, "linear"), ("mlp", 9, "linear")],
+)
+def test_other_ncf_models_learn_their_output_layer(
+    model_type: str, candidates: int, activation: str
+) -> None:
+    model = NCF(
+        7, 9, model_type, output_activation=activation, softmax_candidates=candidates
+    ).build_all()
+    trainable = {id(weight) for weight in model.trainable_weights}
+    assert all(id(weight) in trainable for weight in model.output_dense.weights)
+
+
 def test_the_softmax_trains_logits_only() -> None:
     with pytest.raises(ValueError, match="linear"):
         NCF(3, 4, "gmf", softmax_candidates=10)

@@ -27,6 +27,14 @@ correction), shared by the batch so GMF scores it as one ``[batch, candidates]``
 product. The MLP tower's first layer is split into its user and item halves, so a
 candidate costs it the remaining layers only.
 
+GMF trained with the softmax keeps its output weights fixed at one (and its bias at
+zero, which a softmax ignores): its score is the plain dot product of matrix
+factorisation, the paper's GMF with ``h = 1``. Learning ``h`` as well cost 0.5-1.0
+points of validation HR@10 under the softmax on two MovieLens samples, from a
+lecun-uniform start or from ones; under the pointwise loss the learned ``h`` is the
+better one by 1.3-2.6 points (BENCHMARKS.md, "A softmax loss for the NCF families").
+NeuMF and MLP learn their output layer under either loss: it weighs their towers.
+
 Regularisation is per example, as in matrix factorisation trained by SGD: each
 training batch adds ``gmf_regularization * mean(|gmf_user[u]|² + |gmf_item[i]|²)``
 (and the same for the MLP embeddings with ``mlp_regularization``), so only the
@@ -132,10 +140,13 @@ class NCF(keras.Model):
                 for index, units in enumerate(self.mlp_layers[1:])
             ]
             self.mlp_dropout = layers.Dropout(self.dropout) if self.dropout else None
+        #: GMF under the softmax is matrix factorisation: ``score = gmf_user · gmf_item``.
+        self.fixed_output = model_type == "gmf" and bool(softmax_candidates)
         self.output_dense = layers.Dense(
             1,
             activation=self.output_activation,
-            kernel_initializer="lecun_uniform",
+            kernel_initializer="ones" if self.fixed_output else "lecun_uniform",
+            trainable=not self.fixed_output,
             name="prediction",
         )
 
