@@ -93,7 +93,7 @@ class TrainingConfig:
     mlp_regularization: float = field(default=0.005, metadata=_float(0.0))
     dropout: float = field(default=0.0, metadata=_float(0.0, 0.95))
     pretrain: bool = field(default=False, metadata=_BOOL)
-    pretrain_epochs: int = field(default=5, metadata=_int(1, 10_000))
+    pretrain_epochs: int = field(default=10, metadata=_int(1, 10_000))
     ials_factors: int = field(default=64, metadata=_int(1, 4096))
     ials_regularization: float = field(default=0.1, metadata=_float(0.0))
     ials_alpha: float = field(default=4.0, metadata=_float(0.0))

@@ -105,12 +105,14 @@ def plot_learning_curve(output_dir: Path, history: list[dict[str, float]], best_
     panels = {title: metrics for title, metrics in panels.items() if metrics}
     figure, axes = plt.subplots(1, 1 + len(panels), figsize=(5 * (1 + len(panels)), 4))
     loss_axis, *metric_axes = np.atleast_1d(axes)
-    loss_axis.plot(epochs, [record["train_loss"] for record in history], marker="o")
+    # A pre-trained NeuMF's epoch 0 (its fused towers) has no training loss of its own.
+    losses = [record.get("train_loss", np.nan) for record in history]
+    loss_axis.plot(epochs, losses, marker="o")
     loss_axis.set(title="training loss", xlabel="epoch", ylabel="loss")
     for axis, (title, metrics) in zip(metric_axes, panels.items(), strict=True):
         for name in metrics:
             axis.plot(epochs, [record[name] for record in history], marker="o", label=name)
-        if best_epoch:
+        if any(record["epoch"] == best_epoch for record in history):
             axis.axvline(best_epoch, color="grey", linestyle="--", label=f"best epoch {best_epoch}")
         axis.set(title=title, xlabel="epoch")
         axis.legend()

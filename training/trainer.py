@@ -182,7 +182,9 @@ def refit_settings(chosen: TrainingConfig, best_epoch: int) -> TrainingConfig:
     """The chosen settings for the refit: as many epochs or ALS iterations as selected."""
     refit_config, rounds = chosen, ""
     if chosen.family in NCF_FAMILIES:
-        refit_config = replace(chosen, epochs=max(1, best_epoch), early_stopping_patience=0)
+        # A pre-trained NeuMF's epoch 0 is its fused towers before any fine-tuning.
+        epochs = best_epoch if chosen.pretrain else max(1, best_epoch)
+        refit_config = replace(chosen, epochs=epochs, early_stopping_patience=0)
         rounds = f" for {refit_config.epochs} epoch(s)"
     elif chosen.family in ALS_FAMILIES:
         refit_config = replace(chosen, ials_iterations=max(1, best_epoch))

@@ -186,3 +186,79 @@ def test_pretraining_fuses_the_towers_at_the_share_best_on_validation() -> None:
         validation[alpha] = objective.validation_accuracy(KerasScorer(neumf))["hr"]
     assert chosen in FUSION_WEIGHTS
     assert validation[chosen] == max(validation.values()) >= validation[0.5]
+
+
+def test_a_pretrained_neumf_counts_its_fused_towers_as_epoch_0(tmp_path) -> None:
+    from ncf_test_support import single_fit_config
+
+    from training.dataset import build_dataset
+    from training.families import FitContext, family_for
+    from training.objectives import objective_for
+    from training.synthetic import make_interactions
+
+    dataset = build_dataset(make_interactions(), None, None, seed=0)
+    config = single_fit_config(
+        {"model_type": "neumf", "pretrain": True, "pretrain_epochs": 1, "epochs": 2}
+    )
+    objective = objective_for(config, dataset)
+    result = family_for("neumf").fit(config, objective, FitContext(tmp_path, emit=print))
+
+    assert [record["epoch"] for record in result.history] == [0, 1, 2]
+    assert "train_loss" not in result.history[0]  # no training pass: the fused towers
+    hit_rates = [record["hr"] for record in result.history]
+    assert result.best_epoch == int(np.argmax(hit_rates))
+    assert result.validation["hr"] == max(hit_rates)
+    assert result.model is not None
+    shipped = objective.validation_accuracy(result.model.scorer)
+    assert shipped["hr"] == pytest.approx(max(hit_rates))
+
+
+def test_a_refit_after_epoch_0_ships_the_fused_towers_without_fine_tuning(tmp_path) -> None:
+    from ncf_test_support import single_fit_config
+
+    from training.dataset import build_dataset
+    from training.families import FitContext, family_for
+    from training.objectives import objective_for
+    from training.synthetic import make_interactions
+    from training.trainer import refit_settings
+
+    chosen = single_fit_config({"model_type": "neumf", "pretrain": True, "pretrain_epochs": 1})
+    assert refit_settings(chosen, 0).epochs == 0
+    assert refit_settings(chosen, 3).epochs == 3
+    assert refit_settings(single_fit_config({"model_type": "neumf"}), 0).epochs == 1
+
+    dataset = build_dataset(make_interactions(), None, None, seed=0)
+    objective = objective_for(chosen, dataset)
+    context = FitContext(tmp_path, emit=print, select_best=False)
+    result = family_for("neumf").fit(refit_settings(chosen, 0), objective, context)
+    assert [record["epoch"] for record in result.history] == [0]
+    assert result.model is not None
+    shipped = objective.validation_accuracy(result.model.scorer)
+    assert shipped["hr"] == pytest.approx(result.history[0]["hr"])
+
+
+def test_pre_training_follows_the_family_s_learning_rate_schedule(tmp_path) -> None:
+    from ncf_test_support import single_fit_config
+
+    from training.dataset import build_dataset
+    from training.families import FitContext
+    from training.families.ncf import _Epochs, _pretrain
+    from training.objectives import objective_for
+    from training.synthetic import make_interactions
+
+    dataset = build_dataset(make_interactions(), None, None, seed=0)
+    config = single_fit_config(
+        {
+            "model_type": "neumf",
+            "pretrain": True,
+            "pretrain_epochs": 3,
+            "learning_rate": 0.01,
+            "learning_rate_decay": 0.5,
+        }
+    )
+    objective = objective_for(config, dataset)
+    context = FitContext(tmp_path, emit=print)
+    towers = _pretrain(config, objective, _Epochs(config, objective, context), context)
+    assert towers is not None
+    for tower in towers:  # the third epoch ran at 0.01 * 0.5 ** 2
+        assert float(tower.optimizer.learning_rate) == pytest.approx(0.0025)

@@ -9,6 +9,12 @@ current batch and writes nothing, so the last end-of-epoch checkpoint is where
 the next job resumes (see ``training.state``). A non-finite loss stops the fit
 with a ``TrainingDivergedError``.
 
+NeuMF with ``pretrain=true`` first trains its GMF and MLP towers apart, fuses them
+with the GMF share that ranks best on validation and records the fused model as
+epoch 0 before fine-tuning it with SGD: fine-tuning is kept only for the epochs
+that beat the fused towers on validation, and a refit after epoch 0 was chosen
+fine-tunes for no epoch.
+
 Across several hosts or GPUs the same loop runs under a ``tf.distribute`` strategy
 (``training.distributed``): each worker draws the examples of its own users, the
 gradients are all-reduced, the learning rate follows the global batch
@@ -462,6 +468,57 @@ class NcfFamily:
         resumed_from = state.epoch
         scorer = self.scorer(model)
 
+        def close_epoch(epoch: int, loss: float | None, started: float, fitted: float) -> None:
+            """Validate the model after ``epoch``, record it, log it and checkpoint it."""
+            validation = objective.validation_metrics(
+                scorer, lambda: unit_item_vectors(model.export_weights())
+            )
+            timings["validation"] += time.perf_counter() - fitted
+            trained = {} if loss is None else {"train_loss": loss}
+            record = {
+                "epoch": epoch,
+                **trained,
+                **validation,
+                "epoch_seconds": time.perf_counter() - started,
+            }
+            state.record(
+                record,
+                validation[objective.selection_metric],
+                objective.is_better if context.select_best else _always,
+                model.get_weights,
+                config.early_stopping_patience,
+                eligible=objective.meets_constraints(validation),
+            )
+            emit(
+                format_metric_line(
+                    f"epoch={epoch}",
+                    {
+                        **trained,
+                        **objective.log_keys(validation, "val"),
+                        "epoch_seconds": record["epoch_seconds"],
+                    },
+                )
+            )
+            if context.report is not None and epoch:
+                context.report(epoch, validation)
+            if state.early_stopped:
+                logger.info(
+                    "early stopping after epoch %d: val %s has not improved for %d epochs "
+                    "(best %.6f at epoch %d)",
+                    epoch,
+                    objective.selection_metric,
+                    state.epochs_without_gain,
+                    state.best_value,
+                    state.best_epoch,
+                )
+            if context.is_chief:
+                state.save(checkpoint_path, model, expected)
+
+        if config.pretrain and not state.history:
+            # The fused pre-trained towers are a candidate too: epoch 0, before fine-tuning.
+            now = time.perf_counter()
+            close_epoch(0, None, now, now)
+
         for epoch in range(state.epoch + 1, config.epochs + 1):
             if state.early_stopped:
                 break
@@ -481,48 +538,7 @@ class NcfFamily:
                     f"{state.epoch} is where the next job resumes"
                 )
                 return FitResult(model=None, history=state.history, timings=timings, stopped=True)
-            validation = objective.validation_metrics(
-                scorer, lambda: unit_item_vectors(model.export_weights())
-            )
-            timings["validation"] += time.perf_counter() - fitted
-            record = {
-                "epoch": epoch,
-                "train_loss": loss,
-                **validation,
-                "epoch_seconds": time.perf_counter() - started,
-            }
-            state.record(
-                record,
-                validation[objective.selection_metric],
-                objective.is_better if context.select_best else _always,
-                model.get_weights,
-                config.early_stopping_patience,
-                eligible=objective.meets_constraints(validation),
-            )
-            emit(
-                format_metric_line(
-                    f"epoch={epoch}",
-                    {
-                        "train_loss": loss,
-                        **objective.log_keys(validation, "val"),
-                        "epoch_seconds": record["epoch_seconds"],
-                    },
-                )
-            )
-            if context.report is not None:
-                context.report(epoch, validation)
-            if state.early_stopped:
-                logger.info(
-                    "early stopping after epoch %d: val %s has not improved for %d epochs "
-                    "(best %.6f at epoch %d)",
-                    epoch,
-                    objective.selection_metric,
-                    state.epochs_without_gain,
-                    state.best_value,
-                    state.best_epoch,
-                )
-            if context.is_chief:
-                state.save(checkpoint_path, model, expected)
+            close_epoch(epoch, loss, started, fitted)
 
         if state.best_weights:
             model.set_weights(state.best_weights)
@@ -629,7 +645,9 @@ def _pretrain(
 ) -> tuple[NCF, NCF] | None:
     """Train GMF and MLP separately (Adam), as the paper does before NeuMF.
 
-    Each tower trains with the loss its family would (``TrainingConfig.loss_for``).
+    Each tower trains with the loss its family would (``TrainingConfig.loss_for``) for
+    ``pretrain_epochs`` epochs, on the learning-rate schedule its family would have
+    (``learning_rate`` decayed by ``learning_rate_decay`` each epoch).
     """
     towers = []
     for phase, tower_type in enumerate(("gmf", "mlp"), start=1):
@@ -640,6 +658,9 @@ def _pretrain(
             compile_model(tower, config, tower_objective, optimizer="adam")
         for epoch in range(1, config.pretrain_epochs + 1):
             started = time.perf_counter()
+            tower.optimizer.learning_rate.assign(
+                config.learning_rate * config.learning_rate_decay ** (epoch - 1)
+            )
             loss, stopped = tower_epochs.fit(
                 tower,
                 tower_epochs.rng(phase, epoch),
