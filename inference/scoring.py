@@ -524,9 +524,12 @@ class EaseScorer:
         return logits
 
     def logits_from_history(self, histories: Sequence[np.ndarray]) -> np.ndarray:
-        """``[len(histories), num_items]``: each history's indicator row times ``B``."""
-        if len(histories) == 1:  # one user: a sum of rows, no sparse matrix
-            return np.add.reduce(self.item_item[histories[0]], axis=0, keepdims=True)
+        """``[len(histories), num_items]``: each history's indicator row times ``B``.
+
+        A sparse product, even for one user: it adds the history's rows of ``B`` into
+        the output without gathering them first (a ``[len(history), num_items]`` copy),
+        160 against 280 µs for a 165-item history over 3,706 items.
+        """
         lengths = np.fromiter((len(h) for h in histories), np.int64, len(histories))
         indicator = sp.csr_array(
             (
