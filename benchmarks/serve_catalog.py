@@ -23,6 +23,9 @@ took: first-stage vectors, k-means, assignment, fingerprint, write; only when it
 in this run), ``index_build_s`` (the k-means and assignment alone, from
 ``first_stage.json``), ``index_file_mb`` (``first_stage.faiss`` on disk) and, for the
 approximate rows, ``index`` (``stored``: read from the directory; ``built``: at load).
+``--index built`` serves each model from a view of its directory without the index files
+(symlinks to the other files, ``<cache>/<model>-without-index``), as a directory exported
+before the index was stored: the side-by-side baseline of the stored index.
 
 With ``--serve`` each row also starts the real ``serve`` (nginx + gunicorn, the default
 two workers, ``NCF_RETRIEVAL`` set to the row's mode) on the model and measures:
@@ -136,6 +139,20 @@ def ensure_first_stage_index(model_dir: Path) -> dict[str, float]:
         figures["index_build_s"] = info.build_seconds
         figures["index_file_mb"] = round(index_file.stat().st_size / 1e6, 1)
     return figures
+
+
+def without_index(model_dir: Path) -> Path:
+    """A view of ``model_dir`` without the first-stage index files (symlinks to the rest)."""
+    from ncf_contract import first_stage
+
+    view = model_dir.with_name(f"{model_dir.name}-without-index")
+    view.mkdir(exist_ok=True)
+    for entry in model_dir.iterdir():
+        link = view / entry.name
+        index_files = (first_stage.INDEX_FILE, first_stage.INDEX_INFO_FILE)
+        if entry.name not in index_files and not link.is_symlink():
+            link.symlink_to(entry.resolve())
+    return view
 
 
 def measure(model_dir: Path, retrieval: str, requests: int) -> dict[str, object]:
@@ -285,6 +302,12 @@ def main() -> None:
     parser.add_argument(
         "--serve", action="store_true", help="also time the real serve's start to /ping"
     )
+    parser.add_argument(
+        "--index",
+        choices=("stored", "built"),
+        default="stored",
+        help="serve the stored first-stage index, or build it at load (a view without it)",
+    )
     args = parser.parse_args()
     for items in (int(float(n)) for n in args.items.split(",")):
         for model_type in args.models.split(","):
@@ -292,6 +315,8 @@ def main() -> None:
             if not (model_dir / "metadata.json").exists():
                 write_model(model_dir, model_type, args.users, items)
             index_figures = ensure_first_stage_index(model_dir)
+            if args.index == "built":
+                model_dir = without_index(model_dir)
             for mode in args.modes.split(","):
                 row: dict[str, object] = {"items": items, "model": model_type, "mode": mode}
                 row.update(index_figures)
