@@ -524,9 +524,7 @@ class NcfFamily:
                 break
             started = time.perf_counter()
             # Derived from the epoch number, so a resumed job continues the same schedule.
-            model.optimizer.learning_rate.assign(
-                config.learning_rate * config.learning_rate_decay ** (epoch - 1)
-            )
+            _set_scheduled_rate(model, config, epoch)
             loss, stopped = epochs.fit(
                 model, epochs.rng(0, epoch), context.stop_flag, f"epoch {epoch}"
             )
@@ -558,6 +556,13 @@ class NcfFamily:
             resumed_from_epoch=resumed_from,
             early_stopped=state.early_stopped,
         )
+
+
+def _set_scheduled_rate(model: NCF, config: TrainingConfig, epoch: int) -> None:
+    """Set the learning rate of ``epoch`` (1-based): ``learning_rate`` decayed per epoch."""
+    model.optimizer.learning_rate.assign(
+        config.learning_rate * config.learning_rate_decay ** (epoch - 1)
+    )
 
 
 def _always(value: float, best: float | None) -> bool:
@@ -658,9 +663,7 @@ def _pretrain(
             compile_model(tower, config, tower_objective, optimizer="adam")
         for epoch in range(1, config.pretrain_epochs + 1):
             started = time.perf_counter()
-            tower.optimizer.learning_rate.assign(
-                config.learning_rate * config.learning_rate_decay ** (epoch - 1)
-            )
+            _set_scheduled_rate(tower, config, epoch)
             loss, stopped = tower_epochs.fit(
                 tower,
                 tower_epochs.rng(phase, epoch),

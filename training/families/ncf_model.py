@@ -32,7 +32,8 @@ zero, which a softmax ignores): its score is the plain dot product of matrix
 factorisation, the paper's GMF with ``h = 1``. Learning ``h`` as well cost 0.1-1.0
 points of validation HR@10 under the softmax on two MovieLens samples, from a
 lecun-uniform start or from ones; under the pointwise loss the learned ``h`` is the
-better one by 1.3-2.6 points (BENCHMARKS.md, "A softmax loss for the NCF families").
+better one by 1.3-2.6 points (BENCHMARKS.md, "GMF's output weights under the
+softmax").
 NeuMF and MLP learn their output layer under either loss: it weighs their towers.
 
 Regularisation is per example, as in matrix factorisation trained by SGD: each
