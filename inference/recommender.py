@@ -11,6 +11,9 @@ each saves per request:
 - ``popularity_logits``: the popularity ranking row for unknown users, scored
   by the same top-k code as model rows (no second code path).
 - ``scorer``: see ``inference.scoring`` (item-side tensors, folded kernels).
+- ``known_rows``: for EASE and blend models, every known user's scores when the
+  table fits ``NCF_KNOWN_ROWS_MB`` (``inference.scoring.known_user_rows``): a known
+  user's row is then one copy instead of a product with the items x items matrix.
 - ``item_vectors_t``: the unit item vectors' transposed view (no copy; BLAS takes
   it with its transpose flag), so similar items for a batch is one
   ``[b, d] @ [d, num_items]`` product.
@@ -80,7 +83,7 @@ from inference.instances import (
     SimilarRequest,
 )
 from inference.retrieval import ApproximateIndex, RetrievalSettings
-from inference.scoring import NcfScorer, scorer_for
+from inference.scoring import NcfScorer, known_user_rows, scorer_for
 from ncf_contract.attributes import UnknownAttributeError
 from ncf_contract.families import HISTORY_FAMILIES
 from ncf_contract.model_dir import ModelArtifacts, load_model_dir
@@ -197,6 +200,8 @@ class Recommender:
         self.reranking = reranking or Reranking()
         self.metadata = artifacts.metadata
         self.scorer = scorer_for(artifacts)
+        self.retrieval = retrieval or RetrievalSettings()
+        self.known_rows = known_user_rows(self.scorer, self.retrieval.known_rows_bytes)
         self.user_ids = artifacts.user_ids
         self.item_ids = artifacts.item_ids
         self.num_items = artifacts.num_items
@@ -217,7 +222,6 @@ class Recommender:
         self.content = artifacts.content
         self.content_t = None if artifacts.content is None else artifacts.content.T.tocsr()
         self.user_feature_embedding = artifacts.weights.get("user_feature_embedding")
-        self.retrieval = retrieval or RetrievalSettings()
         self.approximate: ApproximateIndex | None = None
         if (
             isinstance(self.scorer, NcfScorer)
@@ -379,7 +383,7 @@ class Recommender:
         known = users >= 0
         matrix = np.empty((batch, self.num_items), dtype=np.float32)
         if known.any():
-            matrix[known] = self.scorer.logits_all_items(users[known])
+            matrix[known] = self._known_logits(users[known])
         from_history = np.zeros(batch, dtype=bool)
         for row, (history, logits) in histories.items():
             if logits is not None:
@@ -427,6 +431,12 @@ class Recommender:
                 prediction["fallback"] = fallbacks[row]
             predictions.append(prediction)
         return predictions
+
+    def _known_logits(self, users: np.ndarray) -> np.ndarray:
+        """``[len(users), num_items]`` logits of known users (the table's rows if there is one)."""
+        if self.known_rows is not None:
+            return self.known_rows[users]
+        return self.scorer.logits_all_items(users)
 
     def _restrict(
         self, matrix: np.ndarray, requests: list[RecommendRequest], labels: list[str]
@@ -578,8 +588,12 @@ class Recommender:
             pair_users.extend([user] * len(known_items))
             pair_items.extend(known_items)
             owners.extend([n] * len(known_items))
+        pair_users_array = np.array(pair_users, np.intp)
+        pair_items_array = np.array(pair_items, np.intp)
         model_scores = _round(
-            self.scorer.score_pairs(np.array(pair_users, np.intp), np.array(pair_items, np.intp))
+            self.scorer.score_pairs(pair_users_array, pair_items_array)
+            if self.known_rows is None
+            else self.scorer.activate(self.known_rows[pair_users_array, pair_items_array])
         )
         cursor = 0
         predictions = []

@@ -77,11 +77,20 @@ class RetrievalSettings:
             for models with a GMF part), ``exact`` (always brute force) or ``approximate``.
         candidates: Items the first stage hands to exact re-scoring (at least ``k``).
         nprobe: Inverted lists searched per query.
+        known_rows_mb: Memory bound, in MB, of the table of every known user's scores that
+            EASE and blend models compute once at load (``inference.scoring.known_user_rows``);
+            0 scores each request's rows when it comes.
     """
 
     mode: str = "auto"
     candidates: int = 200
     nprobe: int = 32
+    known_rows_mb: int = 256
+
+    @property
+    def known_rows_bytes(self) -> int:
+        """``known_rows_mb`` in bytes."""
+        return self.known_rows_mb * 1024 * 1024
 
     def use_approximate(self, num_items: int, has_gmf: bool) -> bool:
         """Whether a model of ``num_items`` items (with or without a GMF part) gets the index."""

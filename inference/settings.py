@@ -97,7 +97,9 @@ class ServingSettings:
             on ``PATH`` or in a usual location (``inference.proxy.find_nginx``).
         retrieval: How recommend requests find their top-k (``inference.retrieval``):
             ``NCF_RETRIEVAL`` (``auto``, ``exact`` or ``approximate``),
-            ``NCF_ANN_CANDIDATES`` (200) re-scored exactly, ``NCF_ANN_NPROBE`` (32) lists.
+            ``NCF_ANN_CANDIDATES`` (200) re-scored exactly, ``NCF_ANN_NPROBE`` (32) lists;
+            ``NCF_KNOWN_ROWS_MB`` (256): the bound of an EASE or blend model's table of
+            known users' scores (0: none).
     """
 
     model_dir: Path
@@ -162,5 +164,6 @@ class ServingSettings:
                 mode=_retrieval_mode(environ),
                 candidates=_int(environ, "NCF_ANN_CANDIDATES", 200),
                 nprobe=_int(environ, "NCF_ANN_NPROBE", 32),
+                known_rows_mb=_int(environ, "NCF_KNOWN_ROWS_MB", 256, minimum=0),
             ),
         )

@@ -17,9 +17,10 @@ import numpy as np
 import pytest
 from ncf_test_support import single_fit_config
 
-from inference.instances import RecommendRequest, SimilarRequest
+from inference.instances import RecommendRequest, ScoreRequest, SimilarRequest
 from inference.recommender import Recommender
-from inference.scoring import BlendScorer, EaseScorer, NcfScorer
+from inference.retrieval import RetrievalSettings
+from inference.scoring import BlendScorer, EaseScorer, NcfScorer, known_user_rows
 from training import export
 from training.dataset import Dataset, build_dataset
 from training.families.base import FittedModel
@@ -169,3 +170,65 @@ def test_a_blend_mixes_the_standardised_rows_of_its_parts(dataset: Dataset, tmp_
         rtol=1e-5,
         atol=1e-6,
     )
+
+
+@pytest.mark.parametrize("model_type", ["ease", "blend"])
+def test_known_users_rows_come_from_a_table_computed_once_with_the_same_answers(
+    model_type: str, dataset: Dataset, tmp_path: Path
+) -> None:
+    _, recommender = fit_and_serve(model_type, dataset, tmp_path)
+    per_request = Recommender.from_model_dir(
+        tmp_path / "model", retrieval=RetrievalSettings(known_rows_mb=0)
+    )
+    assert recommender.known_rows is not None and per_request.known_rows is None
+    users = np.arange(dataset.num_users)
+    np.testing.assert_allclose(
+        recommender.known_rows, per_request.scorer.logits_all_items(users), rtol=1e-5, atol=1e-6
+    )
+
+    ids = [str(user_id) for user_id in dataset.users.ids]
+    items = [str(item_id) for item_id in dataset.items.ids]
+    requests = [RecommendRequest(user_id=user_id, k=5) for user_id in ids] + [
+        RecommendRequest(
+            user_id=ids[3], k=7, exclude_seen=False, exclude_item_ids=tuple(items[:4])
+        ),
+        RecommendRequest(user_id="a user nobody knows", k=3),
+    ]
+    for batch in (requests, requests[:1]):
+        tabled, scored = recommender.recommend(batch), per_request.recommend(batch)
+        assert [[i["item_id"] for i in a["items"]] for a in tabled] == [
+            [i["item_id"] for i in a["items"]] for a in scored
+        ]
+        np.testing.assert_allclose(
+            [i["score"] for a in tabled for i in a["items"]],
+            [i["score"] for a in scored for i in a["items"]],
+            rtol=1e-4,
+            atol=1e-5,
+        )
+    scores = [
+        ScoreRequest(user_id=ids[n], item_ids=(items[n], items[-1], "unknown")) for n in (0, 5)
+    ]
+    tabled_scores, scored_scores = recommender.score(scores), per_request.score(scores)
+    for tabled_answer, scored_answer in zip(tabled_scores, scored_scores, strict=True):
+        assert tabled_answer["scores"][2] is None and scored_answer["scores"][2] is None
+        np.testing.assert_allclose(
+            tabled_answer["scores"][:2], scored_answer["scores"][:2], rtol=1e-4, atol=1e-5
+        )
+
+    # The answers are read off the table: a row changed there changes the answer.
+    recommender.known_rows[0] = -recommender.known_rows[0]
+    [reversed_answer] = recommender.recommend([RecommendRequest(user_id=ids[0], k=1)])
+    row = -per_request.scorer.logits_all_items(np.array([0]))[0]
+    row[dataset.all_seen.row(0)] = -np.inf
+    assert reversed_answer["items"][0]["item_id"] == items[int(np.argmax(row))]
+
+
+def test_the_known_users_table_is_built_only_for_item_item_families_within_its_bound(
+    dataset: Dataset, tmp_path: Path
+) -> None:
+    _, blend = fit_and_serve("blend", dataset, tmp_path / "blend")
+    table_bytes = dataset.num_users * dataset.num_items * 4
+    assert known_user_rows(blend.scorer, table_bytes) is not None
+    assert known_user_rows(blend.scorer, table_bytes - 1) is None
+    _, ials = fit_and_serve("ials", dataset, tmp_path / "ials")
+    assert ials.known_rows is None and known_user_rows(ials.scorer, 1 << 40) is None

@@ -101,9 +101,15 @@ def test_settings_read_the_retrieval_variables(tmp_path) -> None:
             "NCF_RETRIEVAL": "approximate",
             "NCF_ANN_CANDIDATES": "500",
             "NCF_ANN_NPROBE": "64",
+            "NCF_KNOWN_ROWS_MB": "0",
         }
     )
-    assert settings.retrieval == RetrievalSettings("approximate", 500, 64)
+    assert settings.retrieval == RetrievalSettings("approximate", 500, 64, known_rows_mb=0)
+    assert ServingSettings.from_env({"SAGEMAKER_BASE_DIR": str(tmp_path)}).retrieval == (
+        RetrievalSettings("auto", 200, 32, known_rows_mb=256)
+    )
+    with pytest.raises(SettingsError, match="NCF_KNOWN_ROWS_MB"):
+        ServingSettings.from_env({"SAGEMAKER_BASE_DIR": str(tmp_path), "NCF_KNOWN_ROWS_MB": "-1"})
     assert ServingSettings.from_env({"SAGEMAKER_BASE_DIR": str(tmp_path)}).retrieval.mode == "auto"
     with pytest.raises(SettingsError, match="NCF_RETRIEVAL"):
         ServingSettings.from_env({"SAGEMAKER_BASE_DIR": str(tmp_path), "NCF_RETRIEVAL": "fast"})
