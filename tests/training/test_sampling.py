@@ -14,11 +14,11 @@ from training.errors import DataError
 from training.sampling import sample_negatives, training_examples
 
 
-@pytest.fixture(params=["dense", "exact"])
+@pytest.fixture(params=["bitset", "exact"])
 def method(request, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run each test on both code paths (dense rejection table and exact by rank)."""
+    """Run each test on both code paths (rejection against a bitset and exact by rank)."""
     if request.param == "exact":
-        monkeypatch.setattr(sampling, "DENSE_CELLS_LIMIT", 0)
+        monkeypatch.setattr(sampling, "BITSET_CELLS_LIMIT", 0)
     return request.param
 
 
@@ -81,13 +81,13 @@ def test_property_no_positive_is_ever_drawn(
 ) -> None:
     rng = np.random.default_rng(seed)
     seen, mask = random_seen(rng, num_users, num_items, density)
-    limit = sampling.DENSE_CELLS_LIMIT
-    sampling.DENSE_CELLS_LIMIT = 0 if exact else limit
+    limit = sampling.BITSET_CELLS_LIMIT
+    sampling.BITSET_CELLS_LIMIT = 0 if exact else limit
     try:
         users = rng.integers(num_users, size=64)
         drawn = sample_negatives(users, seen, num_items, 7, rng)
     finally:
-        sampling.DENSE_CELLS_LIMIT = limit
+        sampling.BITSET_CELLS_LIMIT = limit
     assert not mask[users[:, None], drawn].any()
     assert ((drawn >= 0) & (drawn < num_items)).all()
 
@@ -152,15 +152,26 @@ def test_drawing_by_rank_in_blocks_gives_the_same_negatives(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Issue 16: blocks bound the temporaries at 20M interactions; the draws are unchanged.
-    monkeypatch.setattr(sampling, "DENSE_CELLS_LIMIT", 0)
+    monkeypatch.setattr(sampling, "BITSET_CELLS_LIMIT", 0)
     rng = np.random.default_rng(0)
     counts = rng.integers(0, 30, 500)
     items = np.concatenate([np.sort(rng.choice(60, c, replace=False)) for c in counts])
     seen = SeenItems.from_csr(np.concatenate([[0], np.cumsum(counts)]), items, 60)
     users = rng.integers(0, 500, 2_000)
     whole = sampling.sample_negatives(users, seen, 60, 4, np.random.default_rng(7))
-    monkeypatch.setattr(sampling, "_EXACT_BLOCK_ROWS", 300)
+    monkeypatch.setattr(sampling, "_BLOCK_ROWS", 300)
     blocked = sampling.sample_negatives(users, seen, 60, 4, np.random.default_rng(7))
     np.testing.assert_array_equal(blocked, whole)
     assert blocked.dtype == np.int32
     assert not seen.contains(np.repeat(users, 4), blocked.ravel()).any()
+
+
+def test_the_bitset_holds_exactly_the_seen_cells() -> None:
+    rng = np.random.default_rng(3)
+    seen, mask = random_seen(rng, 37, 29, 0.3)  # 1,073 cells: the last byte is partly used
+    bits = sampling._seen_bits(seen, 29)
+    assert bits.dtype == np.uint8 and len(bits) == (37 * 29 + 7) // 8
+    unpacked = np.unpackbits(bits, bitorder="little")
+    np.testing.assert_array_equal(unpacked[: 37 * 29].reshape(37, 29), mask)
+    assert not unpacked[37 * 29 :].any()
+    np.testing.assert_array_equal(sampling._is_seen(bits, np.arange(37 * 29)), mask.ravel())
