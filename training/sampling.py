@@ -69,6 +69,8 @@ def _check_users(user_index: np.ndarray, seen: SeenItems, num_items: int) -> Non
 #: interactions). A lookup is one random read, where a draw by rank is a binary search
 #: over every seen pair: 20M positives x 4 negatives took about 25 s by rank.
 BITSET_CELLS_LIMIT = 1 << 32
+#: Bitsets up to this size stay with their seen set for the whole job (``_bits_for``).
+KEPT_BITS_BYTES = 1 << 26
 _REJECTION_ROUNDS = 8
 #: Rows drawn per block, either way: bounds the float64 / int64 temporaries (about 32
 #: bytes per cell each) to ~130 MB at 4 negatives, instead of ~3 GB at 20M interactions;
@@ -78,16 +80,29 @@ _BLOCK_ROWS = 1 << 20
 
 def _seen_bits(seen: SeenItems, num_items: int) -> np.ndarray:
     """The seen cells ``user * num_items + item`` as a bitset, little-endian within bytes."""
-
-    def compute() -> np.ndarray:
-        bits = np.zeros((seen.num_users * num_items + 7) // 8, dtype=np.uint8)
-        users, items = seen.pairs()
-        cells = users.astype(np.int64) * num_items + items
-        np.bitwise_or.at(bits, cells >> 3, np.left_shift(1, cells & 7).astype(np.uint8))
-        return bits
-
-    bits: np.ndarray = seen.memo(("bits", num_items), compute)
+    bits = np.zeros((seen.num_users * num_items + 7) // 8, dtype=np.uint8)
+    users, items = seen.pairs()
+    cells = users.astype(np.int64) * num_items + items
+    np.bitwise_or.at(bits, cells >> 3, np.left_shift(1, cells & 7).astype(np.uint8))
     return bits
+
+
+def _bits_for(seen: SeenItems, num_items: int, draws: int) -> np.ndarray | None:
+    """The bitset to draw ``draws`` cells against, or ``None`` to draw them by rank.
+
+    Up to ``KEPT_BITS_BYTES`` the bitset is kept with ``seen`` (built once, like its rank
+    keys). A larger one (up to ``BITSET_CELLS_LIMIT`` cells) is built for the call and
+    dropped after it, and only for a call that draws at least as many cells as ``seen``
+    holds pairs (an epoch's negatives), where building it pays: smaller calls (the
+    evaluation's negatives, their re-draws) are drawn by rank.
+    """
+    cells = seen.num_users * num_items
+    if cells > BITSET_CELLS_LIMIT:
+        return None
+    if cells <= 8 * KEPT_BITS_BYTES:
+        kept: np.ndarray = seen.memo(("bits", num_items), lambda: _seen_bits(seen, num_items))
+        return kept
+    return _seen_bits(seen, num_items) if draws >= seen.nnz else None
 
 
 def _is_seen(bits: np.ndarray, cells: np.ndarray) -> np.ndarray:
@@ -125,10 +140,11 @@ def sample_negatives(
     """Draw ``num_per_row`` negatives per row, uniformly among the row user's unseen items.
 
     Draws are independent (with replacement within a row). Two exact methods,
-    chosen by size: up to :data:`BITSET_CELLS_LIMIT` cells, uniform draws with
-    the seen cells re-drawn (only those, for a few rounds; what is still left
-    is drawn by rank); above it, every cell by rank. Either way the result is
-    uniform over the unseen items and never a seen one.
+    chosen by size (``_bits_for``): up to :data:`BITSET_CELLS_LIMIT` cells, uniform
+    draws with the seen cells re-drawn (only those, for a few rounds; what is still
+    left is drawn by rank); above it, or for a small draw against a large bitset,
+    every cell by rank. Either way the result is uniform over the unseen items and
+    never a seen one.
 
     Returns:
         ``[len(user_index), num_per_row]`` int32 item indices, none in ``seen[user]``.
@@ -141,30 +157,34 @@ def sample_negatives(
     _check_users(users, seen, num_items)
     if len(users) == 0 or num_per_row == 0:
         return np.zeros((len(users), num_per_row), dtype=np.int32)
-    draw = _exact if seen.num_users * num_items > BITSET_CELLS_LIMIT else _by_rejection
+    bits = _bits_for(seen, num_items, len(users) * num_per_row)
     found = np.empty((len(users), num_per_row), dtype=np.int32)
     for start in range(0, len(users), _BLOCK_ROWS):
-        block = slice(start, start + _BLOCK_ROWS)
-        found[block] = draw(users[block], seen, num_items, (num_per_row,), rng)
+        block = users[start : start + _BLOCK_ROWS]
+        found[start : start + _BLOCK_ROWS] = (
+            _exact(block, seen, num_items, (num_per_row,), rng)
+            if bits is None
+            else _by_rejection(block, bits, seen, num_items, num_per_row, rng)
+        )
     return found
 
 
 def _by_rejection(
     users: np.ndarray,
+    bits: np.ndarray,
     seen: SeenItems,
     num_items: int,
-    shape: tuple[int, ...],
+    num_per_row: int,
     rng: np.random.Generator,
 ) -> np.ndarray:
-    """Uniform draws ``[len(users), *shape]``; the seen ones re-drawn, the rest by rank.
+    """Uniform draws ``[len(users), num_per_row]``; the seen ones re-drawn, the rest by rank.
 
     Seen draws are re-drawn for ``_REJECTION_ROUNDS`` rounds; what is still seen then
     (a user who has seen most of the catalog) is drawn by rank (``_exact``).
     """
-    bits = _seen_bits(seen, num_items)
-    drawn = rng.integers(0, num_items, size=(len(users), *shape), dtype=np.int64)
+    drawn = rng.integers(0, num_items, size=(len(users), num_per_row), dtype=np.int64)
     base = users * num_items
-    rows, cols = np.nonzero(_is_seen(bits, base.reshape(-1, *([1] * len(shape))) + drawn))
+    rows, cols = np.nonzero(_is_seen(bits, base[:, None] + drawn))
     for _ in range(_REJECTION_ROUNDS):
         if len(rows) == 0:
             break

@@ -14,11 +14,14 @@ from training.errors import DataError
 from training.sampling import sample_negatives, training_examples
 
 
-@pytest.fixture(params=["bitset", "exact"])
+@pytest.fixture(params=["bitset", "bitset per call", "exact"])
 def method(request, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run each test on both code paths (rejection against a bitset and exact by rank)."""
+    """Run each test on every code path: rejection against a bitset kept with the seen set,
+    or built per call (large tables: small draws then go by rank), and exact by rank."""
     if request.param == "exact":
         monkeypatch.setattr(sampling, "BITSET_CELLS_LIMIT", 0)
+    if request.param == "bitset per call":
+        monkeypatch.setattr(sampling, "KEPT_BITS_BYTES", 0)
     return request.param
 
 
@@ -175,3 +178,20 @@ def test_the_bitset_holds_exactly_the_seen_cells() -> None:
     np.testing.assert_array_equal(unpacked[: 37 * 29].reshape(37, 29), mask)
     assert not unpacked[37 * 29 :].any()
     np.testing.assert_array_equal(sampling._is_seen(bits, np.arange(37 * 29)), mask.ravel())
+
+
+def test_a_large_bitset_is_built_per_call_and_only_for_draws_the_size_of_the_seen_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rng = np.random.default_rng(4)
+    seen, _ = random_seen(rng, 40, 30, 0.3)
+    kept = sampling._bits_for(seen, 30, draws=1)
+    assert kept is not None and sampling._bits_for(seen, 30, draws=1) is kept  # kept
+    monkeypatch.setattr(sampling, "KEPT_BITS_BYTES", 0)  # as if this table were too large
+    fresh = SeenItems.from_pairs(*seen.pairs(), 40, 30)
+    built = sampling._bits_for(fresh, 30, draws=fresh.nnz)
+    assert built is not None and built is not sampling._bits_for(fresh, 30, draws=fresh.nnz)
+    np.testing.assert_array_equal(built, kept)
+    assert sampling._bits_for(fresh, 30, draws=fresh.nnz - 1) is None  # drawn by rank
+    monkeypatch.setattr(sampling, "BITSET_CELLS_LIMIT", 40 * 30 - 1)
+    assert sampling._bits_for(fresh, 30, draws=10**9) is None
