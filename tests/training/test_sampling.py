@@ -188,7 +188,7 @@ def test_a_large_bitset_is_built_per_call_and_only_for_draws_the_size_of_the_see
     kept = sampling._bits_for(seen, 30, draws=1)
     assert kept is not None and sampling._bits_for(seen, 30, draws=1) is kept  # kept
     monkeypatch.setattr(sampling, "KEPT_BITS_BYTES", 0)  # as if this table were too large
-    fresh = SeenItems.from_pairs(*seen.pairs(), 40, 30)
+    fresh = SeenItems.from_csr(seen.indptr, seen.indices, 30)
     built = sampling._bits_for(fresh, 30, draws=fresh.nnz)
     assert built is not None and built is not sampling._bits_for(fresh, 30, draws=fresh.nnz)
     np.testing.assert_array_equal(built, kept)
