@@ -45,8 +45,10 @@ Design:
   master and every worker serves the 503).
 - gthread workers (``NCF_SERVER_THREADS`` threads each; ``inference.workers`` adds
   closing idle keep-alive connections on SIGTERM): ``/ping`` is served by a
-  free thread even while other threads score. NumPy releases the GIL in its
-  kernels, and BLAS is pinned to one thread per worker so workers do not
+  free thread even while the other thread scores. Two threads by default, not
+  more: a worker's threads share one GIL, and requests queued on it are the
+  tail at 16 connections (``inference.settings``). NumPy releases the GIL in
+  its kernels, and BLAS is pinned to one thread per worker so workers do not
   oversubscribe the CPUs.
 """
 

@@ -79,7 +79,10 @@ class ServingSettings:
         model_dir: ``<SAGEMAKER_BASE_DIR or /opt/ml>/model``.
         port: ``SAGEMAKER_BIND_TO_PORT`` (8080).
         workers: ``SAGEMAKER_MODEL_SERVER_WORKERS``; default one per CPU, one on a GPU.
-        threads: Threads per gunicorn (gthread) worker, ``NCF_SERVER_THREADS`` (4).
+        threads: Threads per gunicorn (gthread) worker, ``NCF_SERVER_THREADS`` (2): one
+            more than a request needs, so ``/ping`` is answered while a long request runs,
+            and no more, since the threads of a worker share one GIL (with 4, the p99 at
+            16 connections was 21-26 ms against 17-18 ms with 2; BENCHMARKS.md).
         timeout: ``SAGEMAKER_MODEL_SERVER_TIMEOUT`` seconds (60).
         max_payload_mb: ``SAGEMAKER_MAX_PAYLOAD_IN_MB`` (6): larger bodies get 413.
         max_concurrent_transforms: ``SAGEMAKER_MAX_CONCURRENT_TRANSFORMS``; default
@@ -105,7 +108,7 @@ class ServingSettings:
     model_dir: Path
     port: int = 8080
     workers: int = 1
-    threads: int = 4
+    threads: int = 2
     timeout: int = 60
     max_payload_mb: int = DEFAULT_MAX_PAYLOAD_MB
     max_concurrent_transforms: int = 1
@@ -148,7 +151,7 @@ class ServingSettings:
             model_dir=base_dir / "model",
             port=_int(environ, "SAGEMAKER_BIND_TO_PORT", 8080),
             workers=workers,
-            threads=_int(environ, "NCF_SERVER_THREADS", 4),
+            threads=_int(environ, "NCF_SERVER_THREADS", 2),
             timeout=_int(environ, "SAGEMAKER_MODEL_SERVER_TIMEOUT", 60),
             max_payload_mb=_int(environ, "SAGEMAKER_MAX_PAYLOAD_IN_MB", DEFAULT_MAX_PAYLOAD_MB),
             max_concurrent_transforms=_int(environ, "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", workers),
