@@ -632,7 +632,7 @@ def known_user_rows(
     about 2.4 MB read per request for an average MovieLens-1M user, then two passes
     over the catalog to standardise. Read from the table, it is one row copy.
     Computed ``ROW_BLOCK_USERS`` users at a time by the scorer itself, so the rows
-    are the scorer's rows (MovieLens-1M: 6,040 x 3,706, 90 MB, about 2 s at load).
+    are the scorer's rows (MovieLens-1M: 6,040 x 3,706, 90 MB, 1-2 s at load).
     The gunicorn master computes it before forking, so the workers share one copy.
     """
     if not isinstance(scorer, EaseScorer | BlendScorer):
