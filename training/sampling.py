@@ -67,7 +67,8 @@ def _check_users(user_index: np.ndarray, seen: SeenItems, num_items: int) -> Non
 #: MovieLens-1M, 463 MB for MovieLens-20M's 138,493 x 26,744) and sampling is rejection
 #: of the seen cells only; above it, exact sampling by rank (memory proportional to the
 #: interactions). A lookup is one random read, where a draw by rank is a binary search
-#: over every seen pair: 20M positives x 4 negatives took about 25 s by rank.
+#: over every seen pair: 20M positives x 4 negatives took 6.4-6.6 s by rank, 2.5 s against
+#: the bitset, its build included (``benchmarks/negative_sampling.py``, BENCHMARKS.md).
 BITSET_CELLS_LIMIT = 1 << 32
 #: Bitsets up to this size stay with their seen set for the whole job (``_bits_for``).
 KEPT_BITS_BYTES = 1 << 26
