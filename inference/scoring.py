@@ -200,23 +200,37 @@ class FoldIn:
     gram: np.ndarray
     alpha: float
     l2: float
+    members: int = 1
 
     @classmethod
-    def build(cls, item_vectors: np.ndarray, alpha: float, l2: float | None) -> FoldIn:
+    def build(
+        cls, item_vectors: np.ndarray, alpha: float, l2: float | None, members: int = 1
+    ) -> FoldIn:
         """``l2=None``: ``FOLD_IN_RELATIVE_L2`` times the mean eigenvalue of ``VᵀV``.
 
         ``VᵀV`` is summed in float64 over blocks of ``_GRAM_BLOCK_ROWS`` items, so no
-        float64 copy of ``V`` is made (512 MB at 1M x 64).
+        float64 copy of ``V`` is made (512 MB at 1M x 64). ``members`` > 1: ``V`` is the
+        item factors of that many iALS fits side by side (``ials_members``), each solved for
+        on its own (the cross-member blocks of the system are zero) and the user vector
+        divided by ``members``, as the export stores it.
         """
         vectors = np.asarray(item_vectors, dtype=np.float32)
         dim = vectors.shape[1]
+        if members < 1 or dim % members:
+            raise ValueError(f"{dim} factors cannot be split into {members} iALS members")
         gram = np.zeros((dim, dim))
         for start in range(0, len(vectors), _GRAM_BLOCK_ROWS):
             block = vectors[start : start + _GRAM_BLOCK_ROWS].astype(np.float64)
             gram += block.T @ block
         if l2 is None:
             l2 = FOLD_IN_RELATIVE_L2 * float(np.trace(gram)) / max(1, len(gram))
-        return cls(vectors, gram, float(alpha), max(float(l2), 1e-9))
+        return cls(
+            vectors,
+            gram * _member_blocks(dim, members),
+            float(alpha),
+            max(float(l2), 1e-9),
+            members,
+        )
 
     def user_vectors(self, histories: Sequence[np.ndarray]) -> np.ndarray:
         """``[len(histories), d]`` float32 user vectors, one per history."""
@@ -224,12 +238,19 @@ class FoldIn:
         systems = np.empty((len(histories), dim, dim))
         targets = np.empty((len(histories), dim))
         ridge = self.l2 * np.eye(dim)
+        blocks = _member_blocks(dim, self.members)
         for row, items in enumerate(histories):
             vectors = self.item_vectors[items].astype(np.float64)
-            systems[row] = self.gram + self.alpha * (vectors.T @ vectors) + ridge
+            systems[row] = self.gram + self.alpha * (vectors.T @ vectors) * blocks + ridge
             targets[row] = (1.0 + self.alpha) * vectors.sum(axis=0)
         solved = np.linalg.solve(systems, targets[:, :, None])[:, :, 0]
-        return solved.astype(np.float32)
+        return (solved / self.members).astype(np.float32)
+
+
+def _member_blocks(dim: int, members: int) -> np.ndarray:
+    """``[dim, dim]`` 1 within each member's diagonal block of factors, 0 across members."""
+    member = np.arange(dim) // (dim // members)
+    return (member[:, None] == member[None, :]).astype(np.float64)
 
 
 class NcfScorer:
@@ -347,11 +368,13 @@ class NcfScorer:
         item_vectors = unit_item_vectors(item_embeddings)
         fold_in = None
         if family in DOT_PRODUCT_FAMILIES and gmf_item is not None:
+            members = 1
             if family == IALS:
                 alpha, l2 = meta.config.get("ials_alpha"), meta.config.get("ials_regularization")
+                members = int(meta.config.get("ials_members") or 1)
             else:
                 alpha, l2 = FOLD_IN_ALPHA, None
-            fold_in = FoldIn.build(gmf_item, float(alpha or FOLD_IN_ALPHA), l2)
+            fold_in = FoldIn.build(gmf_item, float(alpha or FOLD_IN_ALPHA), l2, members)
         return cls(
             num_users=artifacts.num_users,
             num_items=artifacts.num_items,

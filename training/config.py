@@ -98,6 +98,7 @@ class TrainingConfig:
     ials_regularization: float = field(default=0.1, metadata=_float(0.0))
     ials_alpha: float = field(default=4.0, metadata=_float(0.0))
     ials_iterations: int = field(default=15, metadata=_int(1, 10_000))
+    ials_members: int = field(default=3, metadata=_int(1, 64))
     ease_l2: float = field(default=500.0, metadata=_float(0.0, low_open=True))
     ease_max_items: int = field(default=20_000, metadata=_int(2))
     blend_ease_weight: float = field(default=0.5, metadata=_float(0.0, 1.0))

@@ -61,16 +61,39 @@ def ials(
     dataset: Dataset, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Recommender, AlternatingLeastSquares]:
     config = single_fit_config(
-        {"model_type": "ials", "ials_factors": 8, "ials_regularization": 5.0, "ials_alpha": 3.0}
+        {
+            "model_type": "ials",
+            "ials_factors": 8,
+            "ials_regularization": 5.0,
+            "ials_alpha": 3.0,
+            "ials_members": 1,
+        }
     )
-    with threadpool_limits(1, "blas"):  # as implicit asks
-        library = AlternatingLeastSquares(
-            factors=8, regularization=5.0, alpha=1.0, iterations=5, random_state=0
-        )
-        library.fit(confidence_matrix(dataset, 3.0), show_progress=False)
+    [library] = library_fits(dataset, members=1)
     model = FittedIals(library.user_factors, library.item_factors)
     recommender = serve(model, config, dataset, tmp_path_factory.mktemp("ials") / "model")
     return recommender, library
+
+
+def library_fits(dataset: Dataset, members: int) -> list[AlternatingLeastSquares]:
+    """``members`` fits of ``implicit`` (8 factors, L2 5, alpha 3), seeds 0, 1, ..."""
+    fits = []
+    with threadpool_limits(1, "blas"):  # as implicit asks
+        for seed in range(members):
+            library = AlternatingLeastSquares(
+                factors=8, regularization=5.0, alpha=1.0, iterations=5, random_state=seed
+            )
+            library.fit(confidence_matrix(dataset, 3.0), show_progress=False)
+            fits.append(library)
+    return fits
+
+
+def library_fold_in(library: AlternatingLeastSquares, positions: np.ndarray) -> np.ndarray:
+    """The library's own user update for a history (confidence ``1 + 3``), as item scores."""
+    row = np.zeros((1, library.item_factors.shape[0]), dtype=np.float32)
+    row[0, positions] = 1.0 + 3.0  # the confidence of the ials_alpha the model was fitted with
+    user = library.recalculate_user(0, sp.csr_matrix(row))
+    return np.asarray(user, dtype=np.float64).reshape(-1) @ library.item_factors.T
 
 
 def cluster_history(dataset: Dataset, cluster: int, size: int = 6) -> list[str]:
@@ -146,10 +169,7 @@ def test_ials_fold_in_is_the_library_user_update(
     recommender, library = ials
     history = ["i2", "i6", "i10", "i14", "i55"]
     positions = np.array(sorted(recommender.item_index[item] for item in history))
-    row = np.zeros((1, dataset.num_items), dtype=np.float32)
-    row[0, positions] = 1.0 + 3.0  # the confidence of the ials_alpha the model was fitted with
-    user = library.recalculate_user(0, sp.csr_matrix(row))
-    expected = np.asarray(user, dtype=np.float64).reshape(-1) @ library.item_factors.T
+    expected = library_fold_in(library, positions)
     folded = recommender.scorer.logits_from_history([positions])[0]
     np.testing.assert_allclose(folded, expected, rtol=1e-4, atol=1e-5)
     answer = recommend(recommender, history=history, k=5, exclude_seen=False)
@@ -157,6 +177,38 @@ def test_ials_fold_in_is_the_library_user_update(
     assert [item["item_id"] for item in answer["items"]] == [
         recommender.item_id_list[p] for p in best
     ]
+
+
+def test_ials_members_fold_a_history_into_each_member_and_serve_the_mean(
+    dataset: Dataset, tmp_path: Path
+) -> None:
+    # ials_members=3: three seeded fits side by side (training.families.ials.side_by_side).
+    # A trained user's score is the mean of the members' scores, and a history is folded
+    # into each member on its own (the library's user update), then the scores averaged.
+    from training.families.ials import side_by_side
+
+    fits = library_fits(dataset, members=3)
+    config = single_fit_config(
+        {
+            "model_type": "ials",
+            "ials_factors": 8,
+            "ials_regularization": 5.0,
+            "ials_alpha": 3.0,
+            "ials_members": 3,
+        }
+    )
+    recommender = serve(FittedIals(*side_by_side(fits)), config, dataset, tmp_path / "model")
+    users = np.arange(4)
+    members_mean = np.mean([fit.user_factors[users] @ fit.item_factors.T for fit in fits], axis=0)
+    np.testing.assert_allclose(
+        recommender.scorer.logits_all_items(users), members_mean, rtol=1e-4, atol=1e-5
+    )
+    positions = np.array(sorted(recommender.item_index[item] for item in ["i2", "i6", "i55"]))
+    expected = np.mean([library_fold_in(fit, positions) for fit in fits], axis=0)
+    folded = recommender.scorer.logits_from_history([positions])[0]
+    np.testing.assert_allclose(folded, expected, rtol=1e-4, atol=1e-5)
+    # One fold-in over all 24 factors at once would couple the members: not what was fitted.
+    assert not np.allclose(library_fold_in(fits[0], positions), expected, rtol=1e-2)
 
 
 @pytest.mark.parametrize("cluster", range(CLUSTERS))
@@ -323,14 +375,20 @@ def test_blend_mixes_the_exact_ease_row_with_the_ials_fold_in(blend: Recommender
     answer = recommend(blend, history=history, k=8)
     positions = np.array([blend.item_index[item] for item in history[:3]])
     ease_row = blend.artifacts.weights["ease_item_item"][positions].astype(np.float64).sum(0)
-    # The iALS part alone, as an ials model with these factors would fold the history in.
-    factors = blend.artifacts.weights["gmf_item_embedding"].astype(np.float64)
+    # The iALS part alone, as an ials model with these factors would fold the history in:
+    # each of its ials_members (8 factors each) on its own, the scores averaged.
     alpha = blend.metadata.config["ials_alpha"]
     l2 = blend.metadata.config["ials_regularization"]
-    chosen = factors[positions]
-    system = factors.T @ factors + alpha * chosen.T @ chosen + l2 * np.eye(factors.shape[1])
-    user = np.linalg.solve(system, (1 + alpha) * chosen.sum(axis=0))
-    ials_row = factors @ user
+    members = blend.metadata.config["ials_members"]
+    assert members == 3  # the default
+    ials_row = np.zeros(blend.num_items)
+    for factors in np.split(
+        blend.artifacts.weights["gmf_item_embedding"].astype(np.float64), members, axis=1
+    ):
+        chosen = factors[positions]
+        system = factors.T @ factors + alpha * chosen.T @ chosen + l2 * np.eye(factors.shape[1])
+        user = np.linalg.solve(system, (1 + alpha) * chosen.sum(axis=0))
+        ials_row += factors @ user / members
 
     def z(row: np.ndarray) -> np.ndarray:
         return (row - row.mean()) / row.std()

@@ -43,6 +43,32 @@ def test_fit_learns_beyond_popularity_and_keeps_the_best_iteration(tmp_path: Pat
     assert all(np.isfinite(record["train_loss"]) for record in fit.history)
 
 
+def test_members_are_seeded_library_fits_whose_scores_are_averaged(tmp_path: Path) -> None:
+    # ials_members=3: fits with seeds seed, seed + 1 and seed + 2, iterated in step; each
+    # iteration's model (and so the kept one) scores the mean of the three members' scores.
+    dataset = build_dataset(make_interactions(), None, None, seed=0)
+    config = single_fit_config({**SMALL, "ials_iterations": 3, "ials_members": 3, "seed": 5})
+    result = train(config, dataset, tmp_path, emit=lambda line: None)
+    assert isinstance(result.model, FittedIals)
+    kept = result.fit.best_epoch
+    confidence = confidence_matrix(dataset, alpha=config.ials_alpha)
+    members = []
+    with threadpool_limits(1, "blas"):  # as implicit asks
+        for seed in (5, 6, 7):
+            member = AlternatingLeastSquares(
+                factors=8, regularization=5.0, alpha=1.0, iterations=kept, random_state=seed
+            )
+            member.fit(confidence, show_progress=False)
+            members.append(member.user_factors @ member.item_factors.T)
+    users = np.arange(dataset.num_users)
+    np.testing.assert_allclose(
+        result.model.scorer.score_all_items(users), np.mean(members, axis=0), rtol=1e-3, atol=1e-4
+    )
+    assert not np.allclose(members[0], members[1], atol=1e-2)  # the seeds differ
+    weights = result.model.model_weights()
+    assert weights["gmf_item_embedding"].shape == (dataset.num_items, 24)
+
+
 def test_iteration_by_iteration_is_the_library_fit() -> None:
     dataset = build_dataset(make_interactions(), None, None, seed=0)
     confidence = confidence_matrix(dataset, alpha=4.0)
@@ -127,4 +153,5 @@ def test_the_export_stores_the_first_stage_index_from_the_threshold_on(
         assert (index is not None) is stored
         if index is not None:
             found = index.read(artifacts.weights, "ials", 0)
-            assert (found.ntotal, found.d) == (artifacts.num_items, SMALL["ials_factors"])
+            factors = SMALL["ials_factors"] * config.ials_members  # the members side by side
+            assert (found.ntotal, found.d) == (artifacts.num_items, factors)

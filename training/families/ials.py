@@ -99,6 +99,19 @@ class FittedIals(FittedModel):
         }
 
 
+def side_by_side(members: list[AlternatingLeastSquares]) -> tuple[np.ndarray, np.ndarray]:
+    """The members' factors as one dot-product model: ``mean_k(user_k · item_k)``.
+
+    User factors ``[u_1 .. u_K] / K`` and item factors ``[v_1 .. v_K]`` (float32), so
+    ``user · item`` is the mean of the members' scores and a history's fold-in can solve
+    each member's block on its own (``inference.scoring.FoldIn``).
+    """
+    users = np.concatenate([np.asarray(model.user_factors) for model in members], axis=1)
+    items = np.concatenate([np.asarray(model.item_factors) for model in members], axis=1)
+    users /= len(members)
+    return users.astype(np.float32, copy=False), items.astype(np.float32, copy=False)
+
+
 def confidence_matrix(dataset: Dataset, alpha: float) -> sp.csr_matrix:
     """``[num_users, num_items]`` CSR of ``1 + alpha * count`` over the train interactions."""
     train = dataset.train
@@ -130,14 +143,17 @@ class IalsFamily:
         # implicit asks for single-threaded BLAS (it warns otherwise): its own threads do the
         # parallel work.
         blas = threadpool_limits(1, "blas")
-        model = AlternatingLeastSquares(
-            factors=config.ials_factors,
-            regularization=config.ials_regularization,
-            alpha=1.0,
-            iterations=1,
-            calculate_training_loss=True,
-            random_state=config.seed,
-        )
+        members = [
+            AlternatingLeastSquares(
+                factors=config.ials_factors,
+                regularization=config.ials_regularization,
+                alpha=1.0,
+                iterations=1,
+                calculate_training_loss=True,
+                random_state=(config.seed + member) % 2**32,
+            )
+            for member in range(config.ials_members)
+        ]
         blas.restore_original_limits()
         losses: list[float] = []
         history: list[dict[str, float]] = []
@@ -147,16 +163,20 @@ class IalsFamily:
                 context.emit(f"stopped by SIGTERM before ALS iteration {iteration}")
                 return FitResult(model=None, history=history, timings=timings, stopped=True)
             started = time.perf_counter()
+            member_losses: list[float] = []
             with threadpool_limits(1, "blas"):
-                model.fit(
-                    confidence,
-                    show_progress=False,
-                    callback=lambda _iteration, _seconds, loss: losses.append(float(loss)),
-                )
+                for model in members:
+                    model.fit(
+                        confidence,
+                        show_progress=False,
+                        callback=lambda _iteration, _seconds, loss: member_losses.append(
+                            float(loss)
+                        ),
+                    )
+            losses.append(float(np.mean(member_losses)))
             fitted_at = time.perf_counter()
             timings["training"] += fitted_at - started
-            user_factors = np.asarray(model.user_factors, dtype=np.float32)
-            item_factors = np.asarray(model.item_factors, dtype=np.float32)
+            user_factors, item_factors = side_by_side(members)
             validation = objective.validation_metrics(
                 self.fitted(user_factors, item_factors).scorer,
                 partial(unit_rows, item_factors),
