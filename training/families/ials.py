@@ -99,6 +99,11 @@ class FittedIals(FittedModel):
         }
 
 
+def _append_loss(losses: list[float], _iteration: int, _seconds: float, loss: float) -> None:
+    """``implicit``'s per-iteration callback: keep the training loss."""
+    losses.append(float(loss))
+
+
 def side_by_side(members: list[AlternatingLeastSquares]) -> tuple[np.ndarray, np.ndarray]:
     """The members' factors as one dot-product model: ``mean_k(user_k · item_k)``.
 
@@ -169,9 +174,7 @@ class IalsFamily:
                     model.fit(
                         confidence,
                         show_progress=False,
-                        callback=lambda _iteration, _seconds, loss: member_losses.append(
-                            float(loss)
-                        ),
+                        callback=partial(_append_loss, member_losses),
                     )
             losses.append(float(np.mean(member_losses)))
             fitted_at = time.perf_counter()
