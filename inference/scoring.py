@@ -46,7 +46,9 @@ item and 0 with confidence 1 for the rest::
     u = (VᵀV + α V_hᵀ V_h + λ I)⁻¹ (1 + α) V_hᵀ 1
 
 For ials, α and λ are the model's own (``ials_alpha``, ``ials_regularization``),
-so ``u`` is the user vector the next ALS step would give this history. For gmf,
+so ``u`` is the user vector the next ALS step would give this history; a model of
+``ials_members`` fits side by side solves each member's block of factors on its own
+(``u_k`` against ``V_k``) and stores ``[u_1 .. u_K] / K``, as training exported it. For gmf,
 ``u`` lives in the user space scaled by the output kernel (``gmf_user_scaled``)
 so the score formula is unchanged; α is ``FOLD_IN_ALPHA`` and λ is
 ``FOLD_IN_RELATIVE_L2`` times the mean eigenvalue of ``VᵀV`` (so it follows the

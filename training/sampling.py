@@ -198,10 +198,9 @@ def _by_rejection(
     return drawn
 
 
-#: Examples of an epoch arranged per block of its order: bounds the temporaries of
-#: ``training_examples`` (a few bytes per example of the block) instead of building the
-#: unshuffled epoch and then a shuffled copy of it (issue 16: ~160 bytes per positive).
-_ARRANGE_BLOCK = 1 << 22
+#: Positives per block when an epoch is arranged: bounds the temporaries of
+#: ``training_examples`` (a few bytes per example of the block).
+_ARRANGE_BLOCK = 1 << 20
 
 
 def training_examples(
@@ -213,15 +212,18 @@ def training_examples(
     shuffle: bool = True,
     positive_weights: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-    """One epoch of implicit-feedback examples.
+    """One epoch of implicit-feedback examples, each positive followed by its negatives.
 
-    Every positive (label 1) plus ``num_negatives`` fresh negatives for it
-    (label 0, drawn among the user's unseen items in ``seen``), shuffled
-    (unless ``shuffle=False``: positives first, then negatives grouped by positive).
-    The shuffle is ``rng.permutation`` of the unshuffled epoch (the same stream), but
-    the examples are written straight to their shuffled places block by block: at 20M
-    interactions the unshuffled copy and an int64 permutation beside the shuffled
-    arrays were ~3 GB.
+    Every positive (label 1) is followed by ``num_negatives`` fresh negatives for it
+    (label 0, drawn among the user's unseen items in ``seen``); these groups come in
+    the order ``rng.permutation(len(train))`` (``shuffle=False``: the order of ``train``).
+
+    Shuffling whole groups rather than single examples keeps what a batch learns from
+    (the same positives, each with its own negatives, in expectation) while a batch of
+    ``B`` examples holds about ``B / (1 + num_negatives)`` distinct users instead of
+    ``B``: the lazy optimizer's user-row gathers and scatters shrink by that factor
+    (issue 16), and the arrangement is a permutation of the positives, not of every
+    example (BENCHMARKS.md, "Examples grouped by positive").
 
     Args:
         train: The positives.
@@ -229,7 +231,7 @@ def training_examples(
         num_items: Items to draw from.
         num_negatives: Negatives per positive.
         rng: The epoch's random stream (negatives, then the shuffle).
-        shuffle: Whether to shuffle the epoch.
+        shuffle: Whether to shuffle the groups.
         positive_weights: Per train interaction, a loss weight that each of its
             negatives carries too (``None``: no weights).
 
@@ -239,36 +241,27 @@ def training_examples(
     """
     users = train.user_index.astype(np.int32, copy=False)
     positives = train.item_index.astype(np.int32, copy=False)
-    negatives = sample_negatives(users, seen, num_items, num_negatives, rng).ravel()
+    negatives = sample_negatives(users, seen, num_items, num_negatives, rng)
     n = len(users)
-    total = n * (1 + num_negatives)
-    # Shuffling an arange draws what ``rng.permutation(total)`` draws (same stream, same
-    # permutation) in half the memory when the positions fit in int32.
-    order: np.ndarray = np.arange(
-        total, dtype=np.int32 if total < np.iinfo(np.int32).max else np.int64
-    )
-    if shuffle:
-        rng.shuffle(order)
-    out_users = np.empty(total, dtype=np.int32)
-    out_items = np.empty(total, dtype=np.int32)
-    labels = np.empty(total, dtype=np.float32)
-    weights = None if positive_weights is None else np.empty(total, dtype=np.float32)
-    for start in range(0, total, _ARRANGE_BLOCK):
+    group = 1 + num_negatives
+    order = rng.permutation(n) if shuffle else None
+    out_users = np.empty((n, group), dtype=np.int32)
+    out_items = np.empty((n, group), dtype=np.int32)
+    labels = np.zeros((n, group), dtype=np.float32)
+    labels[:, 0] = 1.0
+    weights = None if positive_weights is None else np.empty((n, group), dtype=np.float32)
+    for start in range(0, n, _ARRANGE_BLOCK):
         block = slice(start, start + _ARRANGE_BLOCK)
-        # Position ``p`` of the unshuffled epoch: positive ``p`` if ``p < n``, else
-        # negative ``p - n``, which belongs to positive ``(p - n) // num_negatives``.
-        source = order[block]
-        positive = source < n
-        negative = np.maximum(source - n, 0)
-        row = np.where(positive, source, negative // max(num_negatives, 1))
-        out_users[block] = users[row]
-        out_items[block] = (
-            positives[row]
-            if num_negatives == 0
-            else np.where(positive, positives[np.minimum(source, n - 1)], negatives[negative])
-        )
-        labels[block] = positive
+        rows = np.arange(start, min(start + _ARRANGE_BLOCK, n)) if order is None else order[block]
+        out_users[block] = users[rows, None]
+        out_items[block, 0] = positives[rows]
+        out_items[block, 1:] = negatives[rows]
         if weights is not None:
             assert positive_weights is not None
-            weights[block] = positive_weights[row]
-    return out_users, out_items, labels, weights
+            weights[block] = positive_weights[rows, None]
+    return (
+        out_users.reshape(-1),
+        out_items.reshape(-1),
+        labels.reshape(-1),
+        None if weights is None else weights.reshape(-1),
+    )

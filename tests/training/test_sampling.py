@@ -109,8 +109,11 @@ def test_training_examples_epoch(method: str) -> None:
     assert not mask[u[y == 0], i[y == 0]].any()
     # Each user gets num_negatives negatives per positive.
     assert np.array_equal(np.bincount(u[y == 0], minlength=30), 4 * seen.counts())
-    # Shuffled: labels are not all at the front.
-    assert y[: len(users)].mean() < 0.9
+    # Grouped: each positive is followed by its 4 negatives, for the same user.
+    assert (y[::5] == 1).all() and y.reshape(-1, 5)[:, 1:].sum() == 0
+    assert (u.reshape(-1, 5) == u[::5, None]).all()
+    # Shuffled: the groups are not in train order.
+    assert not np.array_equal(u[::5], users)
     # Fresh negatives each epoch.
     _, i2, _, _ = training_examples(train, seen, 50, 4, rng)
     assert not np.array_equal(i, i2)
@@ -118,12 +121,11 @@ def test_training_examples_epoch(method: str) -> None:
 
 @pytest.mark.parametrize("shuffle", [True, False])
 @pytest.mark.parametrize("num_negatives", [0, 1, 4])
-def test_examples_written_in_blocks_equal_the_permuted_unshuffled_epoch(
+def test_examples_are_groups_of_a_positive_and_its_negatives_in_a_permuted_order(
     monkeypatch: pytest.MonkeyPatch, shuffle: bool, num_negatives: int
 ) -> None:
-    # Issue 16: the epoch is written to its shuffled places in blocks (no unshuffled copy,
-    # an int32 order); the examples are those of concatenating positives and negatives and
-    # permuting them with rng.permutation, as before.
+    # Issue 16: each positive is followed by its own negatives (drawn for its row), the
+    # groups in rng.permutation's order of the positives, written in blocks of positives.
     monkeypatch.setattr(sampling, "_ARRANGE_BLOCK", 7)
     rng = np.random.default_rng(4)
     seen, _ = random_seen(rng, 20, 40, 0.2)
@@ -135,15 +137,14 @@ def test_examples_written_in_blocks_equal_the_permuted_unshuffled_epoch(
     )
     reference_rng = np.random.default_rng(9)
     negatives = sample_negatives(users, seen, 40, num_negatives, reference_rng)
+    order = reference_rng.permutation(len(users)) if shuffle else np.arange(len(users))
+    group = 1 + num_negatives
     expected: list[np.ndarray] = [
-        np.concatenate([users, np.repeat(users, num_negatives)]),
-        np.concatenate([items, negatives.ravel()]),
-        np.r_[np.ones(len(users)), np.zeros(len(users) * num_negatives)],
-        np.concatenate([positive_weights, np.repeat(positive_weights, num_negatives)]),
+        np.repeat(users[order], group),
+        np.column_stack([items[order], negatives[order]]).ravel(),
+        np.tile(np.r_[1.0, np.zeros(num_negatives)], len(users)),
+        np.repeat(positive_weights[order], group),
     ]
-    if shuffle:
-        order = reference_rng.permutation(len(expected[0]))
-        expected = [array[order] for array in expected]
     assert found[3] is not None
     assert [array.dtype for array in found[:3]] == [np.int32, np.int32, np.float32]
     assert found[3].dtype == np.float32

@@ -15,6 +15,13 @@ selected number of iterations). A SIGTERM ends the fit between iterations with
 nothing to publish; a fit takes seconds, so there is no checkpoint and the next
 job starts over.
 
+``ials_members`` = K fits (seeds ``seed`` .. ``seed + K - 1``) run in step, one
+iteration each in turn, and every iteration is judged as their mean score: an
+average of ALS solutions from different random starts ranks better than one of
+them (a bagging of the non-convex fit; BENCHMARKS.md, issue 11) and depends less
+on the seed. The mean is itself a dot product (``side_by_side``): user factors
+``[u_1 .. u_K] / K`` against item factors ``[v_1 .. v_K]``.
+
 Export: a dot-product model in the GMF tower's weights (``ncf_contract.model_dir``):
 ``gmf_user_embedding`` and ``gmf_item_embedding`` are the factors, the output
 layer is the identity (``output_kernel`` ones, ``output_bias`` 0, linear), so
