@@ -153,5 +153,5 @@ def test_the_export_stores_the_first_stage_index_from_the_threshold_on(
         assert (index is not None) is stored
         if index is not None:
             found = index.read(artifacts.weights, "ials", 0)
-            factors = SMALL["ials_factors"] * config.ials_members  # the members side by side
+            factors = config.ials_factors * config.ials_members  # the members side by side
             assert (found.ntotal, found.d) == (artifacts.num_items, factors)
