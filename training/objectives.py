@@ -271,7 +271,7 @@ class ImplicitObjective(Objective):
         return best is None or value > best
 
     def epoch_examples(self, rng: np.random.Generator, rows: np.ndarray | None = None) -> Examples:
-        """Every positive plus ``num_negatives`` fresh negatives each, shuffled.
+        """Every positive followed by its ``num_negatives`` fresh negatives, the groups shuffled.
 
         With recency weights, each negative carries the weight of its positive.
         Negatives exclude every item the user has in the whole train split, so a
