@@ -24,6 +24,7 @@ from implicit.cpu.als import AlternatingLeastSquares
 from threadpoolctl import threadpool_limits
 
 from ncf_contract.ranking import standardise_rows
+from training.evaluation import ranking_metrics_from_scores
 from training.families.ease import ease_weights
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ml-1m-ncf"
@@ -31,10 +32,13 @@ USERS, ITEMS = 6_040, 3_706
 
 
 def hit_rate(scores: np.ndarray, positives: np.ndarray, negatives: np.ndarray) -> float:
-    """HR@10 of each user's positive among its negatives (ties in its favour, as in training)."""
-    positive = scores[np.arange(len(positives)), positives]
-    rank = (np.take_along_axis(scores, negatives, axis=1) > positive[:, None]).sum(axis=1)
-    return float((rank < 10).mean())
+    """HR@10 of each user's positive among its negatives, as the training job computes it."""
+    hit, _ = ranking_metrics_from_scores(
+        scores[np.arange(len(positives)), positives],
+        np.take_along_axis(scores, negatives, axis=1),
+        k=10,
+    )
+    return float(hit.mean())
 
 
 def als_rows(matrix: sp.csr_matrix, seed: int, iterations: int) -> np.ndarray:
